@@ -1,0 +1,291 @@
+//! Memory consumer-group member and partition reader.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::checkpoint::Checkpoint;
+use crate::consumer::{Consumer, PartitionReader};
+use crate::error::{Error, ErrorKind, Result};
+use crate::event::{PartitionId, ReceivedEvent};
+use crate::position::{InitialPosition, StartPosition};
+use crate::telemetry;
+
+use super::group::GroupState;
+use super::hub::{lock, HubState};
+
+/// Events copied from a partition per lock; bounds the member's local buffer.
+const FETCH_MAX: usize = 256;
+
+#[derive(Debug, Default)]
+struct MemberState {
+    generation: u64,
+    partitions: Vec<PartitionId>,
+    positions: BTreeMap<PartitionId, i64>,
+    buffer: VecDeque<ReceivedEvent>,
+    next_partition: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct MemoryConsumer {
+    hub: Arc<HubState>,
+    group_name: String,
+    group: Arc<GroupState>,
+    member: u64,
+    initial: InitialPosition,
+    state: Mutex<MemberState>,
+    closed: AtomicBool,
+    close_notify: Notify,
+}
+
+impl MemoryConsumer {
+    pub fn join(hub: Arc<HubState>, group_name: String, initial: InitialPosition) -> Self {
+        let group = hub.group(&group_name);
+        let member = group.join();
+        Self {
+            hub,
+            group_name,
+            group,
+            member,
+            initial,
+            state: Mutex::new(MemberState {
+                generation: u64::MAX,
+                ..MemberState::default()
+            }),
+            closed: AtomicBool::new(false),
+            close_notify: Notify::new(),
+        }
+    }
+
+    /// Applies a rebalance: keeps positions (and read-ahead events) of partitions still owned,
+    /// starts new ones at the group's checkpoint, and drops buffered events of revoked ones.
+    fn sync(&self, st: &mut MemberState) -> Result<()> {
+        if self.group.generation() == st.generation {
+            return Ok(());
+        }
+        let assignment = self.group.assignment(self.member);
+        st.buffer.retain(|e| assignment.partitions.contains(&e.partition));
+        let mut positions = BTreeMap::new();
+        for &p in &assignment.partitions {
+            let position = match st.positions.get(&p) {
+                Some(pos) => *pos,
+                None => {
+                    let start = StartPosition::from(self.initial);
+                    let resolved = self.hub.resolve(p, &start)?;
+                    self.group.position_or_init(p, || resolved)
+                }
+            };
+            positions.insert(p, position);
+        }
+        st.positions = positions;
+        st.partitions = assignment.partitions;
+        st.generation = assignment.generation;
+        Ok(())
+    }
+
+    fn try_next(&self) -> Result<Option<ReceivedEvent>> {
+        let mut st = lock(&self.state);
+        self.sync(&mut st)?;
+        if let Some(e) = st.buffer.pop_front() {
+            return Ok(Some(e));
+        }
+        let n = st.partitions.len();
+        for i in 0..n {
+            let idx = (st.next_partition + i) % n;
+            let p = st.partitions[idx];
+            let MemberState {
+                positions, buffer, ..
+            } = &mut *st;
+            let pos = positions.entry(p).or_insert(0);
+            if self.hub.read(p, pos, FETCH_MAX, buffer)? > 0 {
+                st.next_partition = idx + 1;
+                return Ok(st.buffer.pop_front());
+            }
+        }
+        Ok(None)
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("consumer"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Consumer for MemoryConsumer {
+    fn hub(&self) -> &str {
+        &self.hub.name
+    }
+
+    fn group(&self) -> &str {
+        &self.group_name
+    }
+
+    async fn recv(&self) -> Result<ReceivedEvent> {
+        loop {
+            self.ensure_open()?;
+            let data = self.hub.data.notified();
+            let changed = self.group.changed.notified();
+            let closed = self.close_notify.notified();
+            tokio::pin!(data, changed, closed);
+            data.as_mut().enable();
+            changed.as_mut().enable();
+            closed.as_mut().enable();
+            self.ensure_open()?;
+            if let Some(event) = self.try_next()? {
+                let _span = telemetry::receive_span(
+                    "memory",
+                    &self.hub.name,
+                    Some(&self.group_name),
+                    event.partition,
+                    event.offset,
+                )
+                .entered();
+                return Ok(event);
+            }
+            tokio::select! {
+                _ = data => {}
+                _ = changed => {}
+                _ = closed => {}
+            }
+        }
+    }
+
+    async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
+        self.ensure_open()?;
+        let _span = telemetry::commit_span(
+            "memory",
+            &self.hub.name,
+            &self.group_name,
+            checkpoint.partition,
+            checkpoint.offset,
+        )
+        .entered();
+        if checkpoint.hub != self.hub.name {
+            return Err(Error::invalid_input(format!(
+                "checkpoint of hub `{}` committed on a consumer of hub `{}`",
+                checkpoint.hub, self.hub.name
+            )));
+        }
+        let end = self.hub.end_offset(checkpoint.partition)?;
+        if checkpoint.offset < 0 || checkpoint.offset >= end {
+            return Err(Error::invalid_input(format!(
+                "checkpoint offset {} is not an event of partition {} (next offset is {end})",
+                checkpoint.offset, checkpoint.partition
+            )));
+        }
+        if !self
+            .group
+            .commit(self.member, checkpoint.partition, checkpoint.offset + 1)
+        {
+            return Err(Error::new(
+                ErrorKind::Conflict,
+                format!(
+                    "partition {} of hub `{}` is no longer owned by this member of group `{}`",
+                    checkpoint.partition, self.hub.name, self.group_name
+                ),
+            ));
+        }
+        self.hub.space.notify_waiters();
+        Ok(())
+    }
+
+    async fn assignment(&self) -> Result<Vec<PartitionId>> {
+        self.ensure_open()?;
+        let mut st = lock(&self.state);
+        self.sync(&mut st)?;
+        Ok(st.partitions.clone())
+    }
+
+    async fn close(&self) -> Result<()> {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.group.leave(self.member);
+            self.close_notify.notify_waiters();
+            self.hub.space.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemoryConsumer {
+    fn drop(&mut self) {
+        // A dropped member must not keep its partitions: hand them to the rest of the group.
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.group.leave(self.member);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct MemoryReader {
+    hub: Arc<HubState>,
+    partition: PartitionId,
+    state: Mutex<(i64, VecDeque<ReceivedEvent>)>,
+    closed: AtomicBool,
+    close_notify: Notify,
+}
+
+impl MemoryReader {
+    pub fn new(hub: Arc<HubState>, partition: PartitionId, start: &StartPosition) -> Result<Self> {
+        let position = hub.resolve(partition, start)?;
+        Ok(Self {
+            hub,
+            partition,
+            state: Mutex::new((position, VecDeque::new())),
+            closed: AtomicBool::new(false),
+            close_notify: Notify::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl PartitionReader for MemoryReader {
+    fn hub(&self) -> &str {
+        &self.hub.name
+    }
+
+    fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    async fn recv(&self) -> Result<ReceivedEvent> {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::closed("partition reader"));
+            }
+            let data = self.hub.data.notified();
+            let closed = self.close_notify.notified();
+            tokio::pin!(data, closed);
+            data.as_mut().enable();
+            closed.as_mut().enable();
+            {
+                let mut st = lock(&self.state);
+                let (position, buffer) = &mut *st;
+                if buffer.is_empty() {
+                    self.hub.read(self.partition, position, FETCH_MAX, buffer)?;
+                }
+                if let Some(event) = buffer.pop_front() {
+                    return Ok(event);
+                }
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::closed("partition reader"));
+            }
+            tokio::select! {
+                _ = data => {}
+                _ = closed => {}
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.close_notify.notify_waiters();
+        Ok(())
+    }
+}

@@ -1,0 +1,245 @@
+//! The embedded in-memory backend (`memory`): real hub semantics inside one process.
+//!
+//! Hubs have partitions with offsets and enqueue times; keys map to partitions with Kafka's
+//! murmur2 hash; consumer groups assign partitions to members and rebalance when members join
+//! or leave; checkpoints are kept per group; uncommitted events are delivered again to the next
+//! owner; every group receives every event. Partitions hold at most `partition_capacity` events:
+//! with the default `block` overflow policy producers wait until every consumer group has
+//! committed past the oldest event, so a slow consumer slows producers down instead of growing
+//! memory without bound.
+//!
+//! ```
+//! use evhub_core::{memory::MemoryBackend, Backend, ConsumerOptions, Event, HubOptions};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> evhub_core::Result<()> {
+//! let hub = MemoryBackend::new(Default::default());
+//! hub.create_hub("orders", HubOptions::with_partitions(4)).await?;
+//! let producer = hub.producer("orders").await?;
+//! producer.send(Event::new("order #1").with_key("customer-7")).await?;
+//!
+//! let consumer = hub.consumer("orders", ConsumerOptions::new("billing")).await?;
+//! let event = consumer.recv().await?;
+//! assert_eq!(&event.payload[..], b"order #1");
+//! consumer.commit(&event.checkpoint()).await?;
+//! # Ok(()) }
+//! ```
+
+mod consumer;
+mod group;
+mod hub;
+mod partitioner;
+mod producer;
+
+pub use partitioner::{murmur2, partition_for_key};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backend::Backend;
+use crate::capabilities::Capabilities;
+use crate::config::MemoryConfig;
+use crate::consumer::{Consumer, ConsumerOptions, PartitionReader, ReaderOptions};
+use crate::error::{Error, Result};
+use crate::event::PartitionId;
+use crate::metadata::{HubOptions, HubProperties, PartitionProperties};
+use crate::producer::Producer;
+
+use hub::{lock, HubState, Limits};
+
+/// The embedded memory backend. Cloning shares the same hubs.
+#[derive(Debug, Clone)]
+pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: MemoryConfig,
+    hubs: Mutex<HashMap<String, Arc<HubState>>>,
+}
+
+impl MemoryBackend {
+    /// A backend with `config`. Hubs listed in `config.hubs` are created now; invalid entries are
+    /// reported by [`MemoryBackend::try_new`].
+    pub fn new(config: MemoryConfig) -> Self {
+        let backend = Self {
+            shared: Arc::new(Shared {
+                config,
+                hubs: Mutex::new(HashMap::new()),
+            }),
+        };
+        for spec in backend.shared.config.hubs.clone() {
+            // Invalid names are reported by try_new; new() keeps the infallible signature.
+            let _ = backend.create_sync(&spec.name, spec.partitions);
+        }
+        backend
+    }
+
+    /// Like [`MemoryBackend::new`], but fails on invalid configuration.
+    pub fn try_new(config: MemoryConfig) -> Result<Self> {
+        if config.default_partitions == 0 {
+            return Err(Error::config("memory: `default_partitions` must be at least 1"));
+        }
+        if config.partition_capacity == 0 {
+            return Err(Error::config("memory: `partition_capacity` must be at least 1"));
+        }
+        if config.max_event_bytes == 0 {
+            return Err(Error::config("memory: `max_event_bytes` must be at least 1"));
+        }
+        let specs = config.hubs.clone();
+        let backend = Self::new(MemoryConfig {
+            hubs: Vec::new(),
+            ..config
+        });
+        for spec in specs {
+            backend
+                .create_sync(&spec.name, spec.partitions)
+                .map_err(|e| Error::config(format!("memory: hub `{}`: {}", spec.name, e.message())))?;
+        }
+        Ok(backend)
+    }
+
+    /// The configuration this backend was built with.
+    pub fn config(&self) -> &MemoryConfig {
+        &self.shared.config
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            capacity: self.shared.config.partition_capacity.max(1),
+            overflow: self.shared.config.overflow,
+            send_timeout: Duration::from_millis(self.shared.config.send_timeout_ms),
+        }
+    }
+
+    fn create_sync(&self, name: &str, partitions: Option<u32>) -> Result<Arc<HubState>> {
+        validate_hub_name(name)?;
+        let partitions = partitions.unwrap_or(self.shared.config.default_partitions);
+        if partitions == 0 {
+            return Err(Error::invalid_input("a hub needs at least one partition"));
+        }
+        let mut hubs = lock(&self.shared.hubs);
+        if let Some(existing) = hubs.get(name) {
+            if existing.partition_count() != partitions {
+                return Err(Error::invalid_input(format!(
+                    "hub `{name}` already exists with {} partitions",
+                    existing.partition_count()
+                )));
+            }
+            return Ok(existing.clone());
+        }
+        let hub = Arc::new(HubState::new(name.to_owned(), partitions, self.limits()));
+        hubs.insert(name.to_owned(), hub.clone());
+        Ok(hub)
+    }
+
+    fn hub(&self, name: &str) -> Result<Arc<HubState>> {
+        if let Some(hub) = lock(&self.shared.hubs).get(name) {
+            return Ok(hub.clone());
+        }
+        if self.shared.config.auto_create_hubs {
+            return self.create_sync(name, None);
+        }
+        Err(Error::not_found(format!("hub `{name}` does not exist")))
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new(MemoryConfig::default())
+    }
+}
+
+/// Hub names: 1–256 characters of `A-Z a-z 0-9 . _ -` (valid on Kafka and Event Hubs alike).
+pub fn validate_hub_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(format!(
+            "invalid hub name `{name}`: use 1-256 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+        )))
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn id(&self) -> &'static str {
+        "memory"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::minimal(self.shared.config.max_event_bytes)
+            .with_create_hub(true)
+            .with_partition_reader(true)
+            .with_seek_by_time(true)
+            .with_headers(true)
+            .with_binary_keys(true)
+            .with_explicit_partition(true)
+            .with_idempotence(true)
+    }
+
+    async fn producer(&self, hub: &str) -> Result<Arc<dyn Producer>> {
+        let hub = self.hub(hub)?;
+        Ok(Arc::new(producer::MemoryProducer::new(
+            hub,
+            self.shared.config.max_event_bytes,
+        )))
+    }
+
+    async fn consumer(&self, hub: &str, options: ConsumerOptions) -> Result<Arc<dyn Consumer>> {
+        if options.group.is_empty() {
+            return Err(Error::invalid_input("consumer group name is empty"));
+        }
+        let hub = self.hub(hub)?;
+        let initial = options
+            .initial_position
+            .unwrap_or(self.shared.config.initial_position);
+        Ok(Arc::new(consumer::MemoryConsumer::join(
+            hub,
+            options.group,
+            initial,
+        )))
+    }
+
+    async fn partition_reader(
+        &self,
+        hub: &str,
+        options: ReaderOptions,
+    ) -> Result<Arc<dyn PartitionReader>> {
+        let hub = self.hub(hub)?;
+        Ok(Arc::new(consumer::MemoryReader::new(
+            hub,
+            options.partition,
+            &options.start,
+        )?))
+    }
+
+    async fn hub_properties(&self, hub: &str) -> Result<HubProperties> {
+        let hub = self.hub(hub)?;
+        Ok(HubProperties {
+            name: hub.name.clone(),
+            partitions: (0..hub.partition_count()).collect(),
+            created_at: Some(hub.created_at),
+        })
+    }
+
+    async fn partition_properties(
+        &self,
+        hub: &str,
+        partition: PartitionId,
+    ) -> Result<PartitionProperties> {
+        self.hub(hub)?.properties(partition)
+    }
+
+    async fn create_hub(&self, hub: &str, options: HubOptions) -> Result<()> {
+        self.create_sync(hub, Some(options.partitions)).map(|_| ())
+    }
+}
