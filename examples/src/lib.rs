@@ -1,0 +1,1 @@
+//! Examples for evhub live under `examples/`; this library is empty on purpose.
