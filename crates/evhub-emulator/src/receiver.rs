@@ -1,0 +1,81 @@
+//! Links on which clients receive events: start position, credit-bound
+//! delivery of one event per transfer, and takeover by higher epochs.
+
+use crate::{readers::ReaderGuard, storage::PartitionLog};
+use fe2o3_amqp::Sender;
+use fe2o3_amqp_types::definitions::{Error, LinkError};
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// Events fetched from the log per round.
+const READ_CHUNK: usize = 256;
+
+pub(crate) struct DeliveryLink {
+    pub log: Arc<PartitionLog>,
+    pub next_sequence: i64,
+    pub guard: ReaderGuard,
+    pub shutdown: CancellationToken,
+}
+
+enum Stop {
+    Stolen,
+    Detached,
+    Shutdown,
+}
+
+pub(crate) async fn run_delivery_link(mut sender: Sender, link: DeliveryLink) {
+    let stop = deliver(&mut sender, &link).await;
+    match stop {
+        Stop::Stolen => {
+            let error = Error::new(LinkError::Stolen, link.guard.stolen_reason(), None);
+            tracing::info!(reason = %link.guard.stolen_reason(), "receiver link stolen");
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), sender.close_with_error(error)).await;
+        }
+        // Dropping the sender answers the client's detach.
+        Stop::Detached => drop(sender),
+        Stop::Shutdown => {
+            let _ = tokio::time::timeout(Duration::from_secs(2), sender.close()).await;
+        }
+    }
+}
+
+async fn deliver(sender: &mut Sender, link: &DeliveryLink) -> Stop {
+    let mut tail = link.log.subscribe();
+    let mut next = link.next_sequence;
+    loop {
+        let events = link.log.read_from(next, READ_CHUNK);
+        if events.is_empty() {
+            tokio::select! {
+                changed = tail.changed() => {
+                    if changed.is_err() {
+                        return Stop::Shutdown;
+                    }
+                }
+                _ = link.guard.stolen.cancelled() => return Stop::Stolen,
+                _ = link.shutdown.cancelled() => return Stop::Shutdown,
+                error = sender.on_detach() => {
+                    tracing::debug!(%error, "receiver link detached by client");
+                    return Stop::Detached;
+                }
+            }
+            continue;
+        }
+        for event in events {
+            tokio::select! {
+                // Waits for link credit; the client's flow frames pace delivery.
+                sent = sender.send_batchable_ref(&event.sendable) => match sent {
+                    // The outcome future is dropped: the event stays in the log
+                    // whatever the client answers.
+                    Ok(_outcome) => next = event.sequence + 1,
+                    Err(error) => {
+                        tracing::debug!(%error, "receiver link ended while sending");
+                        return Stop::Detached;
+                    }
+                },
+                _ = link.guard.stolen.cancelled() => return Stop::Stolen,
+                _ = link.shutdown.cancelled() => return Stop::Shutdown,
+            }
+        }
+    }
+}

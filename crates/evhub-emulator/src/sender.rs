@@ -1,0 +1,172 @@
+//! Links on which clients send events: size check, batch unpacking, partition
+//! choice (explicit, by key, or round robin) and append.
+
+use crate::{
+    hub::Hub,
+    node::SessionContext,
+    storage::{partition_key_of, EventMessage, PARTITION_KEY},
+};
+use fe2o3_amqp::{link::delivery::DeliveryInfo, Receiver};
+use fe2o3_amqp_types::{
+    definitions::{AmqpError, Error, ErrorCondition},
+    messaging::{
+        annotations::OwnedKey,
+        message::__private::{Deserializable, Serializable},
+        Body, MessageAnnotations,
+    },
+    primitives::{Symbol, Value},
+};
+use std::{sync::Arc, time::Duration};
+
+/// Message format of an Event Hubs batch: one `data` section per encoded event.
+pub(crate) const BATCH_MESSAGE_FORMAT: u32 = 0x8001_3700;
+
+/// Error condition for a message over the size limit.
+pub(crate) const MESSAGE_SIZE_EXCEEDED: &str = "com.microsoft:message-size-exceeded";
+
+/// Where a sender link's events go.
+#[derive(Debug, Clone)]
+pub(crate) struct SendTarget {
+    pub hub: Arc<Hub>,
+    pub partition: Option<usize>,
+    /// Lower-case entity path, checked against the connection's tokens.
+    pub entity_path: String,
+}
+
+pub(crate) async fn run_ingest_link(
+    mut receiver: Receiver,
+    target: SendTarget,
+    ctx: Arc<SessionContext>,
+) {
+    let shutdown = ctx.broker.shutdown.clone();
+    loop {
+        let delivery = tokio::select! {
+            delivery = receiver.recv::<Body<Value>>() => delivery,
+            _ = shutdown.cancelled() => break,
+        };
+        let delivery = match delivery {
+            Ok(delivery) => delivery,
+            Err(error) => {
+                tracing::debug!(hub = %target.hub.name, %error, "sender link ended");
+                break;
+            }
+        };
+        let format = delivery.message_format().unwrap_or(0);
+        let (info, message): (DeliveryInfo, EventMessage) = delivery.into_parts();
+        let result = match ingest(message, format, &target, &ctx) {
+            Ok(count) => {
+                tracing::trace!(hub = %target.hub.name, count, "events stored");
+                receiver.accept(info).await
+            }
+            Err(error) => {
+                tracing::info!(hub = %target.hub.name, condition = ?error.condition, description = ?error.description, "message rejected");
+                receiver.reject(info, error).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "could not settle a delivery");
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), receiver.close()).await;
+}
+
+fn ingest(
+    message: EventMessage,
+    format: u32,
+    target: &SendTarget,
+    ctx: &SessionContext,
+) -> Result<usize, Error> {
+    let broker = &ctx.broker;
+    if !broker.no_auth && !ctx.auth.allows(&target.entity_path) {
+        return Err(Error::new(
+            AmqpError::UnauthorizedAccess,
+            "Unauthorized access: the token for this entity is missing or expired.".to_string(),
+            None,
+        ));
+    }
+    let size = serde_amqp::size_ser::serialized_size(&Serializable(&message)).map_err(|e| {
+        Error::new(
+            AmqpError::DecodeError,
+            format!("cannot size message: {e}"),
+            None,
+        )
+    })?;
+    if size as u64 > broker.max_message_size {
+        return Err(Error::new(
+            ErrorCondition::Custom(Symbol::from(MESSAGE_SIZE_EXCEEDED)),
+            format!(
+                "The received message (size: {size} bytes) exceeds the limit ({} bytes) currently allowed on the link.",
+                broker.max_message_size
+            ),
+            None,
+        ));
+    }
+    let outer_key = partition_key_of(&message);
+    let events = if format == BATCH_MESSAGE_FORMAT {
+        unpack_batch(message, outer_key.as_deref())?
+    } else {
+        vec![message]
+    };
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let key = outer_key.or_else(|| partition_key_of(&events[0]));
+    let index = target
+        .partition
+        .unwrap_or_else(|| target.hub.choose_partition(key.as_deref()));
+    let count = events.len();
+    let log = target.hub.partitions.get(index).ok_or_else(|| {
+        Error::new(
+            AmqpError::NotFound,
+            format!("partition {index} does not exist"),
+            None,
+        )
+    })?;
+    log.append(events).map_err(|e| {
+        tracing::error!(error = %e, "could not store events");
+        Error::new(
+            AmqpError::InternalError,
+            "The event store failed.".to_string(),
+            None,
+        )
+    })?;
+    Ok(count)
+}
+
+fn unpack_batch(message: EventMessage, key: Option<&str>) -> Result<Vec<EventMessage>, Error> {
+    let sections = match message.body {
+        Body::Data(batch) => batch,
+        Body::Empty => return Ok(Vec::new()),
+        _ => {
+            return Err(Error::new(
+                AmqpError::DecodeError,
+                "A batch message must carry data sections.".to_string(),
+                None,
+            ))
+        }
+    };
+    let mut events = Vec::with_capacity(sections.len());
+    for (index, section) in sections.into_iter().enumerate() {
+        let mut event = serde_amqp::from_slice::<Deserializable<EventMessage>>(&section.0)
+            .map_err(|e| {
+                Error::new(
+                    AmqpError::DecodeError,
+                    format!("Batch entry {index} is not an AMQP message: {e}"),
+                    None,
+                )
+            })?
+            .0;
+        if let (Some(key), None) = (key, partition_key_of(&event)) {
+            event
+                .message_annotations
+                .get_or_insert_with(|| MessageAnnotations(Default::default()))
+                .0
+                .insert(
+                    OwnedKey::Symbol(Symbol::from(PARTITION_KEY)),
+                    Value::String(key.to_string()),
+                );
+        }
+        events.push(event);
+    }
+    Ok(events)
+}
