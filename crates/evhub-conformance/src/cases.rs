@@ -18,7 +18,11 @@ use crate::support::{
     CaseResult, Failure,
 };
 
-async fn setup(h: &dyn Harness, case: &str, partitions: u32) -> Result<(Arc<dyn Backend>, String), Failure> {
+async fn setup(
+    h: &dyn Harness,
+    case: &str,
+    partitions: u32,
+) -> Result<(Arc<dyn Backend>, String), Failure> {
     let hub = unique_name(case);
     h.create_hub(&hub, partitions).await?;
     Ok((h.connect().await?, hub))
@@ -52,19 +56,36 @@ pub async fn round_trip(h: &dyn Harness) -> CaseResult {
         event = event.with_header("h", "v");
     }
     let delivery = backend.producer(&hub).await?.send(event).await?;
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "round-trip").await?)).await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "round-trip").await?),
+    )
+    .await?;
     let got = recv_n(h, &*consumer, 1).await?.remove(0);
     ensure!(&got.payload[..] == b"hello", "payload {:?}", got.payload);
     ensure!(got.key.as_deref() == Some(&b"k1"[..]), "key {:?}", got.key);
     if caps.headers {
-        ensure!(got.header("h").map(|v| &v[..]) == Some(&b"v"[..]), "headers {:?}", got.headers);
+        ensure!(
+            got.header("h").map(|v| &v[..]) == Some(&b"v"[..]),
+            "headers {:?}",
+            got.headers
+        );
     }
     ensure!(got.hub == hub, "hub `{}`", got.hub);
     if let Some(p) = delivery.partition {
-        ensure!(got.partition == p, "delivered to {p}, read from {}", got.partition);
+        ensure!(
+            got.partition == p,
+            "delivered to {p}, read from {}",
+            got.partition
+        );
     }
     if let Some(o) = delivery.offset {
-        ensure!(got.offset == o, "delivered at offset {o}, read at {}", got.offset);
+        ensure!(
+            got.offset == o,
+            "delivered at offset {o}, read at {}",
+            got.offset
+        );
     }
     if let Some(t) = got.enqueued_at {
         let slack = Duration::from_secs(60);
@@ -87,16 +108,37 @@ pub async fn round_trip(h: &dyn Harness) -> CaseResult {
 pub async fn batch_send(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "batch", 3).await?;
     let n = 50;
-    let deliveries = backend.producer(&hub).await?.send_batch(numbered("b", n)).await?;
-    ensure!(deliveries.len() == n, "{} deliveries for {n} events", deliveries.len());
+    let deliveries = backend
+        .producer(&hub)
+        .await?
+        .send_batch(numbered("b", n))
+        .await?;
+    ensure!(
+        deliveries.len() == n,
+        "{} deliveries for {n} events",
+        deliveries.len()
+    );
     let positions: HashSet<_> = deliveries
         .iter()
         .filter_map(|d| d.partition.zip(d.offset))
         .collect();
-    let reported = deliveries.iter().filter(|d| d.partition.zip(d.offset).is_some()).count();
-    ensure!(positions.len() == reported, "two events acknowledged at the same position");
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "batch").await?)).await?;
-    let got: HashSet<String> = texts(&recv_n(h, &*consumer, n).await?).into_iter().collect();
+    let reported = deliveries
+        .iter()
+        .filter(|d| d.partition.zip(d.offset).is_some())
+        .count();
+    ensure!(
+        positions.len() == reported,
+        "two events acknowledged at the same position"
+    );
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "batch").await?),
+    )
+    .await?;
+    let got: HashSet<String> = texts(&recv_n(h, &*consumer, n).await?)
+        .into_iter()
+        .collect();
     let want: HashSet<String> = (0..n).map(|i| format!("b{i}")).collect();
     ensure!(got == want, "received {got:?}");
     expect_quiet(h, &*consumer).await?;
@@ -108,10 +150,17 @@ pub async fn key_routes_to_one_partition_in_order(h: &dyn Harness) -> CaseResult
     let (backend, hub) = setup(h, "key-order", 4).await?;
     let (keys, per_key) = (5, 10);
     let events: Vec<Event> = (0..per_key)
-        .flat_map(|seq| (0..keys).map(move |k| Event::new(format!("k{k}:{seq}")).with_key(format!("key-{k}"))))
+        .flat_map(|seq| {
+            (0..keys).map(move |k| Event::new(format!("k{k}:{seq}")).with_key(format!("key-{k}")))
+        })
         .collect();
     backend.producer(&hub).await?.send_batch(events).await?;
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "key-order").await?)).await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "key-order").await?),
+    )
+    .await?;
     let got = recv_n(h, &*consumer, keys * per_key).await?;
     let mut by_key: BTreeMap<String, Vec<&ReceivedEvent>> = BTreeMap::new();
     for e in &got {
@@ -121,12 +170,18 @@ pub async fn key_routes_to_one_partition_in_order(h: &dyn Harness) -> CaseResult
     ensure!(by_key.len() == keys, "keys seen: {:?}", by_key.keys());
     for (key, events) in by_key {
         let partitions: HashSet<_> = events.iter().map(|e| e.partition).collect();
-        ensure!(partitions.len() == 1, "key {key} spread over partitions {partitions:?}");
+        ensure!(
+            partitions.len() == 1,
+            "key {key} spread over partitions {partitions:?}"
+        );
         let seqs: Vec<usize> = events
             .iter()
             .filter_map(|e| text(e).split(':').nth(1).and_then(|s| s.parse().ok()))
             .collect();
-        ensure!(seqs == (0..per_key).collect::<Vec<_>>(), "key {key} arrived as {seqs:?}");
+        ensure!(
+            seqs == (0..per_key).collect::<Vec<_>>(),
+            "key {key} arrived as {seqs:?}"
+        );
         ensure!(
             events.windows(2).all(|w| w[0].offset < w[1].offset),
             "key {key}: offsets not increasing"
@@ -157,14 +212,28 @@ pub async fn headers_and_key_byte_exact(h: &dyn Harness) -> CaseResult {
             .with_header("empty", Bytes::new())
             .with_header("binary", Bytes::from_static(&[0, 255, 1, 254])),
     ];
-    backend.producer(&hub).await?.send_batch(sent.clone()).await?;
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "bytes").await?)).await?;
+    backend
+        .producer(&hub)
+        .await?
+        .send_batch(sent.clone())
+        .await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "bytes").await?),
+    )
+    .await?;
     let got = recv_n(h, &*consumer, 3).await?;
     for want in &sent {
         let Some(e) = got.iter().find(|e| e.payload == want.payload) else {
             return Err(format!("payload {:?} not received byte-exact", want.payload).into());
         };
-        ensure!(e.key == want.key, "key {:?} came back as {:?}", want.key, e.key);
+        ensure!(
+            e.key == want.key,
+            "key {:?} came back as {:?}",
+            want.key,
+            e.key
+        );
         let mut a = e.headers.clone();
         let mut b = want.headers.clone();
         a.sort();
@@ -178,20 +247,39 @@ pub async fn headers_and_key_byte_exact(h: &dyn Harness) -> CaseResult {
 pub async fn hub_and_partition_metadata(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "metadata", 3).await?;
     if !backend.capabilities().explicit_partition {
-        return skip(format!("backend `{}` cannot target a partition", backend.id()));
+        return skip(format!(
+            "backend `{}` cannot target a partition",
+            backend.id()
+        ));
     }
     let props = backend.hub_properties(&hub).await?;
     ensure!(props.name == hub, "hub name {}", props.name);
-    ensure!(props.partitions == vec![0, 1, 2], "partitions {:?}", props.partitions);
+    ensure!(
+        props.partitions == vec![0, 1, 2],
+        "partitions {:?}",
+        props.partitions
+    );
     let before = SystemTime::now();
-    let events = (0..4).map(|i| Event::new(format!("m{i}")).with_partition(1)).collect();
+    let events = (0..4)
+        .map(|i| Event::new(format!("m{i}")).with_partition(1))
+        .collect();
     backend.producer(&hub).await?.send_batch(events).await?;
     let p1 = backend.partition_properties(&hub, 1).await?;
-    ensure!(p1.partition == 1 && p1.hub == hub, "wrong partition properties {p1:?}");
-    ensure!(p1.len() == 4, "partition 1 holds {} events, want 4 ({p1:?})", p1.len());
+    ensure!(
+        p1.partition == 1 && p1.hub == hub,
+        "wrong partition properties {p1:?}"
+    );
+    ensure!(
+        p1.len() == 4,
+        "partition 1 holds {} events, want 4 ({p1:?})",
+        p1.len()
+    );
     if let Some(t) = p1.last_enqueued_at {
         let slack = Duration::from_secs(60);
-        ensure!(t + slack >= before && t <= SystemTime::now() + slack, "last enqueued {t:?}");
+        ensure!(
+            t + slack >= before && t <= SystemTime::now() + slack,
+            "last enqueued {t:?}"
+        );
     }
     let p0 = backend.partition_properties(&hub, 0).await?;
     ensure!(p0.is_empty(), "partition 0 should be empty: {p0:?}");
@@ -207,32 +295,56 @@ pub async fn reader_start_positions(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "positions", 1).await?;
     let caps = backend.capabilities();
     if !caps.partition_reader {
-        return skip(format!("backend `{}` has no partition reader", backend.id()));
+        return skip(format!(
+            "backend `{}` has no partition reader",
+            backend.id()
+        ));
     }
     let producer = backend.producer(&hub).await?;
     producer.send_batch(numbered("e", 5)).await?;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let boundary = SystemTime::now();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    producer.send_batch((5..10).map(|i| Event::new(format!("e{i}"))).collect()).await?;
+    producer
+        .send_batch((5..10).map(|i| Event::new(format!("e{i}"))).collect())
+        .await?;
 
     let open = |start: StartPosition| {
         let backend = backend.clone();
         let hub = hub.clone();
-        async move { backend.partition_reader(&hub, ReaderOptions::new(0, start)).await }
+        async move {
+            backend
+                .partition_reader(&hub, ReaderOptions::new(0, start))
+                .await
+        }
     };
     let all = read_n(h, &*open(StartPosition::Earliest).await?, 10).await?;
     let want: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
     ensure!(texts(&all) == want, "earliest read {:?}", texts(&all));
-    ensure!(all.windows(2).all(|w| w[1].offset == w[0].offset + 1), "offsets not consecutive");
+    ensure!(
+        all.windows(2).all(|w| w[1].offset == w[0].offset + 1),
+        "offsets not consecutive"
+    );
 
     let at = read_n(h, &*open(StartPosition::Offset(all[3].offset)).await?, 1).await?;
-    ensure!(text(&at[0]) == "e3", "Offset(e3) started at {}", text(&at[0]));
+    ensure!(
+        text(&at[0]) == "e3",
+        "Offset(e3) started at {}",
+        text(&at[0])
+    );
     let after = read_n(h, &*open(StartPosition::After(all[3].offset)).await?, 1).await?;
-    ensure!(text(&after[0]) == "e4", "After(e3) started at {}", text(&after[0]));
+    ensure!(
+        text(&after[0]) == "e4",
+        "After(e3) started at {}",
+        text(&after[0])
+    );
     if caps.seek_by_time {
         let t = read_n(h, &*open(StartPosition::Time(boundary)).await?, 1).await?;
-        ensure!(text(&t[0]) == "e5", "Time(boundary) started at {}", text(&t[0]));
+        ensure!(
+            text(&t[0]) == "e5",
+            "Time(boundary) started at {}",
+            text(&t[0])
+        );
     }
     // Latest: keep sending until the reader sees something; it must never see e0..e9.
     let reader = open(StartPosition::Latest).await?;
@@ -244,9 +356,17 @@ pub async fn reader_start_positions(h: &dyn Harness) -> CaseResult {
         if let Ok(event) = tokio::time::timeout(Duration::from_secs(2), reader.recv()).await {
             break event?;
         }
-        ensure!(Instant::now() < deadline, "Latest reader saw nothing within {:?}", h.timeout());
+        ensure!(
+            Instant::now() < deadline,
+            "Latest reader saw nothing within {:?}",
+            h.timeout()
+        );
     };
-    ensure!(text(&first).starts_with("late"), "Latest reader started at old event {}", text(&first));
+    ensure!(
+        text(&first).starts_with("late"),
+        "Latest reader started at old event {}",
+        text(&first)
+    );
     if !caps.seek_by_time {
         return skip(format!(
             "earliest/latest/offset passed; time positions: backend `{}` cannot seek by time",
@@ -259,7 +379,11 @@ pub async fn reader_start_positions(h: &dyn Harness) -> CaseResult {
 /// A member commits and leaves; the next member of the group starts right after the checkpoint.
 pub async fn commit_then_new_member_resumes(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "resume", 1).await?;
-    backend.producer(&hub).await?.send_batch(numbered("e", 10)).await?;
+    backend
+        .producer(&hub)
+        .await?
+        .send_batch(numbered("e", 10))
+        .await?;
     let g = group(h, &hub, "resume").await?;
     let a = join(h, &hub, ConsumerOptions::new(&g)).await?;
     let got = recv_n(h, &*a, 10).await?;
@@ -280,7 +404,10 @@ pub async fn commit_then_new_member_resumes(h: &dyn Harness) -> CaseResult {
 pub async fn uncommitted_events_redelivered_after_leave(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "redeliver", 2).await?;
     if !backend.capabilities().explicit_partition {
-        return skip(format!("backend `{}` cannot target a partition", backend.id()));
+        return skip(format!(
+            "backend `{}` cannot target a partition",
+            backend.id()
+        ));
     }
     let g = group(h, &hub, "redeliver").await?;
     let a = join(h, &hub, ConsumerOptions::new(&g)).await?;
@@ -302,7 +429,11 @@ pub async fn uncommitted_events_redelivered_after_leave(h: &dyn Harness) -> Case
     b.close().await?; // leaves without committing
     let again = recv_n(h, &*a, 5).await?;
     let want: Vec<String> = (0..5).map(|i| format!("p{b_partition}-{i}")).collect();
-    ensure!(texts(&again) == want, "after b left, a read {:?}, want {want:?}", texts(&again));
+    ensure!(
+        texts(&again) == want,
+        "after b left, a read {:?}, want {want:?}",
+        texts(&again)
+    );
     expect_quiet(h, &*a).await?;
     Ok(Outcome::Passed)
 }
@@ -315,7 +446,9 @@ pub async fn members_split_partitions(h: &dyn Harness) -> CaseResult {
     let b = join(h, &hub, ConsumerOptions::new(&g)).await?;
     let assignments = wait_settled(h, &[&*a, &*b], 4).await?;
     let n = 40;
-    let events = (0..n).map(|i| Event::new(format!("s{i}")).with_key(format!("key-{i}"))).collect();
+    let events = (0..n)
+        .map(|i| Event::new(format!("s{i}")).with_key(format!("key-{i}")))
+        .collect();
     backend.producer(&hub).await?.send_batch(events).await?;
     let total = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + h.timeout();
@@ -324,7 +457,9 @@ pub async fn members_split_partitions(h: &dyn Harness) -> CaseResult {
         async move {
             let mut got = Vec::new();
             while total.load(Ordering::SeqCst) < n && Instant::now() < deadline {
-                if let Ok(event) = tokio::time::timeout(Duration::from_millis(200), member.recv()).await {
+                if let Ok(event) =
+                    tokio::time::timeout(Duration::from_millis(200), member.recv()).await
+                {
                     got.push(event?);
                     total.fetch_add(1, Ordering::SeqCst);
                 }
@@ -334,7 +469,10 @@ pub async fn members_split_partitions(h: &dyn Harness) -> CaseResult {
     };
     let (a_got, b_got) = tokio::join!(drain(a.clone()), drain(b.clone()));
     let (a_got, b_got) = (a_got?, b_got?);
-    for (name, got, owned) in [("a", &a_got, &assignments[0]), ("b", &b_got, &assignments[1])] {
+    for (name, got, owned) in [
+        ("a", &a_got, &assignments[0]),
+        ("b", &b_got, &assignments[1]),
+    ] {
         ensure!(
             got.iter().all(|e| owned.contains(&e.partition)),
             "member {name} read a partition outside its assignment {owned:?}"
@@ -353,11 +491,17 @@ pub async fn members_split_partitions(h: &dyn Harness) -> CaseResult {
 /// Two consumer groups each receive every event.
 pub async fn groups_fan_out(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "fan-out", 2).await?;
-    backend.producer(&hub).await?.send_batch(numbered("f", 20)).await?;
+    backend
+        .producer(&hub)
+        .await?
+        .send_batch(numbered("f", 20))
+        .await?;
     let want: HashSet<String> = (0..20).map(|i| format!("f{i}")).collect();
     for name in ["fan-out-1", "fan-out-2"] {
         let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, name).await?)).await?;
-        let got: HashSet<String> = texts(&recv_n(h, &*consumer, 20).await?).into_iter().collect();
+        let got: HashSet<String> = texts(&recv_n(h, &*consumer, 20).await?)
+            .into_iter()
+            .collect();
         ensure!(got == want, "group {name} received {got:?}");
         consumer.close().await?;
     }
@@ -377,14 +521,30 @@ pub async fn too_large_rejected_and_producer_survives(h: &dyn Harness) -> CaseRe
         }
         other => return Err(format!("oversize send: want TooLarge, got {other:?}").into()),
     }
-    match producer.send_batch(vec![Event::new("small-in-batch"), huge]).await {
+    match producer
+        .send_batch(vec![Event::new("small-in-batch"), huge])
+        .await
+    {
         Err(e) if e.kind() == ErrorKind::TooLarge => {}
-        other => return Err(format!("batch with an oversize event: want TooLarge, got {other:?}").into()),
+        other => {
+            return Err(
+                format!("batch with an oversize event: want TooLarge, got {other:?}").into(),
+            )
+        }
     }
     producer.send(Event::new("after")).await?;
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "too-large").await?)).await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "too-large").await?),
+    )
+    .await?;
     let got = recv_n(h, &*consumer, 1).await?;
-    ensure!(text(&got[0]) == "after", "first stored event is {}", text(&got[0]));
+    ensure!(
+        text(&got[0]) == "after",
+        "first stored event is {}",
+        text(&got[0])
+    );
     expect_quiet(h, &*consumer).await?;
     Ok(Outcome::Passed)
 }
@@ -405,10 +565,18 @@ pub async fn unknown_hub_not_found(h: &dyn Harness) -> CaseResult {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         other => return Err(format!("producing: want NotFound, got {other:?}").into()),
     }
-    let received = match backend.consumer(&hub, ConsumerOptions::new("$Default")).await {
+    let received = match backend
+        .consumer(&hub, ConsumerOptions::new("$Default"))
+        .await
+    {
         Ok(c) => tokio::time::timeout(h.timeout(), c.recv())
             .await
-            .map_err(|_| Failure::from(format!("consuming a missing hub hung for {:?}", h.timeout())))?
+            .map_err(|_| {
+                Failure::from(format!(
+                    "consuming a missing hub hung for {:?}",
+                    h.timeout()
+                ))
+            })?
             .map(|_| ()),
         Err(e) => Err(e),
     };
@@ -429,10 +597,18 @@ pub async fn use_after_close_is_closed(h: &dyn Harness) -> CaseResult {
         kind(producer.send(Event::new("x")).await.map(|_| ())) == Some(ErrorKind::Closed),
         "send after close did not fail with Closed"
     );
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "closed").await?)).await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "closed").await?),
+    )
+    .await?;
     let got = recv_n(h, &*consumer, 1).await?;
     consumer.close().await?;
-    ensure!(kind(consumer.recv().await.map(|_| ())) == Some(ErrorKind::Closed), "recv after close");
+    ensure!(
+        kind(consumer.recv().await.map(|_| ())) == Some(ErrorKind::Closed),
+        "recv after close"
+    );
     ensure!(
         kind(consumer.commit(&got[0].checkpoint()).await) == Some(ErrorKind::Closed),
         "commit after close"
@@ -442,7 +618,10 @@ pub async fn use_after_close_is_closed(h: &dyn Harness) -> CaseResult {
             .partition_reader(&hub, ReaderOptions::new(0, StartPosition::Earliest))
             .await?;
         reader.close().await?;
-        ensure!(kind(reader.recv().await.map(|_| ())) == Some(ErrorKind::Closed), "read after close");
+        ensure!(
+            kind(reader.recv().await.map(|_| ())) == Some(ErrorKind::Closed),
+            "read after close"
+        );
     }
     Ok(Outcome::Passed)
 }
@@ -458,15 +637,23 @@ pub async fn concurrent_producers_totals(h: &dyn Harness) -> CaseResult {
         tasks.push(tokio::spawn(async move {
             let producer = backend.producer(&hub).await?;
             for i in 0..per {
-                producer.send(Event::new(format!("{p}:{i}")).with_key(format!("producer-{p}"))).await?;
+                producer
+                    .send(Event::new(format!("{p}:{i}")).with_key(format!("producer-{p}")))
+                    .await?;
             }
             producer.close().await
         }));
     }
     for task in tasks {
-        task.await.map_err(|e| Failure::from(format!("producer task panicked: {e}")))??;
+        task.await
+            .map_err(|e| Failure::from(format!("producer task panicked: {e}")))??;
     }
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "concurrent").await?)).await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "concurrent").await?),
+    )
+    .await?;
     let got = recv_n(h, &*consumer, producers * per).await?;
     let mut next = vec![0usize; producers];
     let mut seen = HashSet::new();
@@ -477,7 +664,11 @@ pub async fn concurrent_producers_totals(h: &dyn Harness) -> CaseResult {
             .split_once(':')
             .and_then(|(p, i)| Some((p.parse::<usize>().ok()?, i.parse::<usize>().ok()?)))
             .ok_or_else(|| Failure::from(format!("foreign event {t}")))?;
-        ensure!(next[p] == i, "producer {p}: got event {i}, expected {}", next[p]);
+        ensure!(
+            next[p] == i,
+            "producer {p}: got event {i}, expected {}",
+            next[p]
+        );
         next[p] += 1;
     }
     expect_quiet(h, &*consumer).await?;
@@ -489,13 +680,22 @@ pub async fn hub_isolation(h: &dyn Harness) -> CaseResult {
     let (backend, x) = setup(h, "iso-x", 2).await?;
     let y = unique_name("iso-y");
     h.create_hub(&y, 2).await?;
-    backend.producer(&x).await?.send_batch(numbered("x", 5)).await?;
-    backend.producer(&y).await?.send_batch(numbered("y", 5)).await?;
+    backend
+        .producer(&x)
+        .await?
+        .send_batch(numbered("x", 5))
+        .await?;
+    backend
+        .producer(&y)
+        .await?
+        .send_batch(numbered("y", 5))
+        .await?;
     for (hub, prefix) in [(&x, "x"), (&y, "y")] {
         let consumer = join(h, hub, ConsumerOptions::new(group(h, hub, "iso").await?)).await?;
         let got = recv_n(h, &*consumer, 5).await?;
         ensure!(
-            got.iter().all(|e| text(e).starts_with(prefix) && &e.hub == hub),
+            got.iter()
+                .all(|e| text(e).starts_with(prefix) && &e.hub == hub),
             "hub {hub} delivered {:?}",
             texts(&got)
         );
@@ -507,7 +707,11 @@ pub async fn hub_isolation(h: &dyn Harness) -> CaseResult {
 /// A member that restarts (new connection, same group) resumes after its last commit.
 pub async fn restart_resumes_after_last_commit(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "restart", 1).await?;
-    backend.producer(&hub).await?.send_batch(numbered("r", 8)).await?;
+    backend
+        .producer(&hub)
+        .await?
+        .send_batch(numbered("r", 8))
+        .await?;
     let g = group(h, &hub, "restart").await?;
     {
         let first = h.connect().await?;
@@ -519,7 +723,11 @@ pub async fn restart_resumes_after_last_commit(h: &dyn Harness) -> CaseResult {
     }
     let again = join(h, &hub, ConsumerOptions::new(&g)).await?;
     let rest = recv_n(h, &*again, 2).await?;
-    ensure!(texts(&rest) == ["r6", "r7"], "restarted member read {:?}", texts(&rest));
+    ensure!(
+        texts(&rest) == ["r6", "r7"],
+        "restarted member read {:?}",
+        texts(&rest)
+    );
     expect_quiet(h, &*again).await?;
     Ok(Outcome::Passed)
 }
@@ -529,13 +737,23 @@ pub async fn new_group_starts_at_configured_position(h: &dyn Harness) -> CaseRes
     let (backend, hub) = setup(h, "initial", 1).await?;
     let producer = backend.producer(&hub).await?;
     producer.send_batch(numbered("old", 3)).await?;
-    let default_group = join(h, &hub, ConsumerOptions::new(group(h, &hub, "initial-d").await?)).await?;
+    let default_group = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "initial-d").await?),
+    )
+    .await?;
     let got = recv_n(h, &*default_group, 3).await?;
-    ensure!(texts(&got) == ["old0", "old1", "old2"], "default group read {:?}", texts(&got));
+    ensure!(
+        texts(&got) == ["old0", "old1", "old2"],
+        "default group read {:?}",
+        texts(&got)
+    );
     let latest = join(
         h,
         &hub,
-        ConsumerOptions::new(group(h, &hub, "initial-l").await?).with_initial_position(InitialPosition::Latest),
+        ConsumerOptions::new(group(h, &hub, "initial-l").await?)
+            .with_initial_position(InitialPosition::Latest),
     )
     .await?;
     wait_assigned(h, &*latest).await?;
@@ -547,9 +765,17 @@ pub async fn new_group_starts_at_configured_position(h: &dyn Harness) -> CaseRes
         if let Ok(event) = tokio::time::timeout(Duration::from_secs(2), latest.recv()).await {
             break event?;
         }
-        ensure!(Instant::now() < deadline, "latest group saw nothing within {:?}", h.timeout());
+        ensure!(
+            Instant::now() < deadline,
+            "latest group saw nothing within {:?}",
+            h.timeout()
+        );
     };
-    ensure!(text(&first).starts_with("new"), "latest group started at old event {}", text(&first));
+    ensure!(
+        text(&first).starts_with("new"),
+        "latest group started at old event {}",
+        text(&first)
+    );
     Ok(Outcome::Passed)
 }
 
@@ -557,7 +783,11 @@ pub async fn new_group_starts_at_configured_position(h: &dyn Harness) -> CaseRes
 /// (the data-loss trap of committing a later event after an earlier one failed).
 pub async fn commit_tracker_never_skips_failed_event(h: &dyn Harness) -> CaseResult {
     let (backend, hub) = setup(h, "tracker", 1).await?;
-    backend.producer(&hub).await?.send_batch(numbered("t", 4)).await?;
+    backend
+        .producer(&hub)
+        .await?
+        .send_batch(numbered("t", 4))
+        .await?;
     let g = group(h, &hub, "tracker").await?;
     let a = join(h, &hub, ConsumerOptions::new(&g)).await?;
     let got = recv_n(h, &*a, 4).await?;
@@ -578,7 +808,11 @@ pub async fn commit_tracker_never_skips_failed_event(h: &dyn Harness) -> CaseRes
     a.close().await?;
     let b = join(h, &hub, ConsumerOptions::new(&g)).await?;
     let again = recv_n(h, &*b, 3).await?;
-    ensure!(texts(&again) == ["t1", "t2", "t3"], "next member read {:?}", texts(&again));
+    ensure!(
+        texts(&again) == ["t1", "t2", "t3"],
+        "next member read {:?}",
+        texts(&again)
+    );
     Ok(Outcome::Passed)
 }
 
@@ -592,7 +826,12 @@ pub async fn traceparent_crosses_the_hub(h: &dyn Harness) -> CaseResult {
     let mut event = Event::new("traced");
     ctx.inject(&mut event.headers);
     backend.producer(&hub).await?.send(event).await?;
-    let consumer = join(h, &hub, ConsumerOptions::new(group(h, &hub, "trace").await?)).await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "trace").await?),
+    )
+    .await?;
     let got = recv_n(h, &*consumer, 1).await?;
     let extracted = TraceContext::extract(&got[0].headers)
         .ok_or_else(|| Failure::from(format!("no traceparent in {:?}", got[0].headers)))?;

@@ -54,7 +54,11 @@ pub(crate) use ensure;
 /// A name no other case or run uses: `evhub-<case>-<random>`.
 pub fn unique_name(case: &str) -> String {
     let suffix: u64 = rand::thread_rng().gen();
-    let short: String = case.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(24).collect();
+    let short: String = case
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(24)
+        .collect();
     format!("evhub-{short}-{suffix:016x}")
 }
 

@@ -79,7 +79,10 @@ impl CommitTracker {
 
     /// Records that processing of `event` succeeded.
     pub fn ack(&mut self, event: &ReceivedEvent) {
-        let Some(track) = self.partitions.get_mut(&(event.hub.clone(), event.partition)) else {
+        let Some(track) = self
+            .partitions
+            .get_mut(&(event.hub.clone(), event.partition))
+        else {
             return;
         };
         if !track.pending.contains(&event.offset) {
@@ -115,7 +118,11 @@ impl CommitTracker {
             .partitions
             .get_mut(&(checkpoint.hub.clone(), checkpoint.partition))
         {
-            track.committed = Some(track.committed.map_or(checkpoint.offset, |c| c.max(checkpoint.offset)));
+            track.committed = Some(
+                track
+                    .committed
+                    .map_or(checkpoint.offset, |c| c.max(checkpoint.offset)),
+            );
         }
     }
 

@@ -46,6 +46,11 @@ impl ConsumerOptions {
 /// Commits follow [the commit rule](crate::checkpoint): committing an event's checkpoint marks
 /// every earlier event of that partition as processed. Use [`crate::CommitTracker`] when events
 /// are processed concurrently or may fail.
+///
+/// Contract for implementations: group membership and rebalances proceed in the background,
+/// not only while `recv` is awaited; after a partition is revoked, no further event of it is
+/// returned by `recv`; `recv` is cancel-safe (dropping its future loses no event), so it can be
+/// used in `select!` and under timeouts; dropping a member leaves the group.
 #[async_trait]
 pub trait Consumer: Send + Sync + std::fmt::Debug {
     /// The hub this member reads.

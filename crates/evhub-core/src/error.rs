@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn display_has_kind_and_message_and_source_is_kept() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "socket");
+        let io = std::io::Error::other("socket");
         let e = Error::new(ErrorKind::Unavailable, "broker down").with_source(io);
         assert_eq!(e.to_string(), "unavailable: broker down");
         let src = std::error::Error::source(&e).map(|s| s.to_string());

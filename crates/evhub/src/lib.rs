@@ -111,7 +111,8 @@ mod tests {
 
     #[tokio::test]
     async fn missing_backend_feature_is_a_config_error() {
-        let config = Config::from_url("eventhubs://ns.servicebus.windows.net/x?credential=default").unwrap();
+        let config =
+            Config::from_url("eventhubs://ns.servicebus.windows.net/x?credential=default").unwrap();
         let err = connect(&config).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
         assert!(err.to_string().contains("`eventhubs` feature"), "{err}");
@@ -119,9 +120,13 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_memory_config_is_rejected() {
-        let err = Hub::from_url("memory://?default_partitions=0").await.unwrap_err();
+        let err = Hub::from_url("memory://?default_partitions=0")
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        let err = Hub::from_url("memory://?hubs=bad%20name").await.unwrap_err();
+        let err = Hub::from_url("memory://?hubs=bad%20name")
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("bad name"), "{err}");
     }
 }

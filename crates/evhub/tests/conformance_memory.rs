@@ -1,4 +1,5 @@
 //! The conformance suite against the embedded memory backend.
+#![allow(clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -23,7 +24,8 @@ impl Harness for MemoryHarness {
 
 fn harness() -> MemoryHarness {
     MemoryHarness {
-        backend: MemoryBackend::try_new(Default::default()).expect("default memory config is valid"),
+        backend: MemoryBackend::try_new(Default::default())
+            .expect("default memory config is valid"),
     }
 }
 

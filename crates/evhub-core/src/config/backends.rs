@@ -31,11 +31,16 @@ impl std::str::FromStr for HubSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, partitions) = match s.split_once(':') {
             Some((name, n)) => {
-                let n = n.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    crate::Error::config(format!(
-                        "hub `{name}`: partition count must be a positive integer, got `{n}`"
-                    ))
-                })?;
+                let n = n
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        crate::Error::config(format!(
+                            "hub `{name}`: partition count must be a positive integer, got `{n}`"
+                        ))
+                    })?;
                 (name, Some(n))
             }
             None => (s, None),

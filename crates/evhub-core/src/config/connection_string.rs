@@ -102,7 +102,12 @@ impl EventHubsConnectionString {
                     .checked_add(ttl)
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map_or(0, |d| d.as_secs());
-                Ok(Secret::new(generate_sas_token(resource, name, key.expose(), expiry)))
+                Ok(Secret::new(generate_sas_token(
+                    resource,
+                    name,
+                    key.expose(),
+                    expiry,
+                )))
             }
             _ => Err(Error::config(
                 "connection string has neither SharedAccessKey nor SharedAccessSignature",
@@ -120,7 +125,8 @@ const SAS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 /// Builds a `SharedAccessSignature sr=..&sig=..&se=..&skn=..` token: HMAC-SHA256 over
 /// `url-encoded-resource + "\n" + expiry` with the key's text as the HMAC key.
 pub fn generate_sas_token(resource: &str, key_name: &str, key: &str, expiry_unix: u64) -> String {
-    let encoded_resource = utf8_percent_encode(&resource.to_ascii_lowercase(), SAS_ENCODE).to_string();
+    let encoded_resource =
+        utf8_percent_encode(&resource.to_ascii_lowercase(), SAS_ENCODE).to_string();
     let to_sign = format!("{encoded_resource}\n{expiry_unix}");
     let signature = sas_signature(key, &to_sign);
     format!(
@@ -233,7 +239,10 @@ impl FromStr for EventHubsConnectionString {
 
 fn redact_part(part: &str) -> String {
     if part.len() > 24 {
-        format!("{}…", &part[..part.char_indices().nth(12).map_or(part.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &part[..part.char_indices().nth(12).map_or(part.len(), |(i, _)| i)]
+        )
     } else {
         part.to_owned()
     }
@@ -355,7 +364,8 @@ mod tests {
 
     #[test]
     fn bad_base64_key_is_rejected_without_showing_it() {
-        let e = cs("Endpoint=sb://h/;SharedAccessKeyName=k;SharedAccessKey=not*base64!").unwrap_err();
+        let e =
+            cs("Endpoint=sb://h/;SharedAccessKeyName=k;SharedAccessKey=not*base64!").unwrap_err();
         assert!(e.to_string().contains("base64"), "{e}");
         assert!(!e.to_string().contains("not*base64!"));
         assert!(!format!("{e:?}").contains("not*base64!"));
@@ -377,10 +387,25 @@ mod tests {
 
     #[test]
     fn sas_token_has_the_documented_shape() {
-        let token = generate_sas_token("sb://h.servicebus.windows.net/hub", "send", KEY, 1_700_000_000);
-        assert!(token.starts_with("SharedAccessSignature sr=sb%3A%2F%2Fh.servicebus.windows.net%2Fhub&sig="));
+        let token = generate_sas_token(
+            "sb://h.servicebus.windows.net/hub",
+            "send",
+            KEY,
+            1_700_000_000,
+        );
+        assert!(token.starts_with(
+            "SharedAccessSignature sr=sb%3A%2F%2Fh.servicebus.windows.net%2Fhub&sig="
+        ));
         assert!(token.ends_with("&se=1700000000&skn=send"));
         // The signature is deterministic for the same input.
-        assert_eq!(token, generate_sas_token("sb://h.servicebus.windows.net/hub", "send", KEY, 1_700_000_000));
+        assert_eq!(
+            token,
+            generate_sas_token(
+                "sb://h.servicebus.windows.net/hub",
+                "send",
+                KEY,
+                1_700_000_000
+            )
+        );
     }
 }

@@ -60,9 +60,17 @@ impl<'de> Deserialize<'de> for Secret {
 /// Whether a pass-through option name (e.g. a librdkafka or object-store key) holds a secret.
 pub fn is_secret_key(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["password", "secret", "key", "token", "credential", "sas", "connection"]
-        .iter()
-        .any(|needle| name.contains(needle))
+    [
+        "password",
+        "secret",
+        "key",
+        "token",
+        "credential",
+        "sas",
+        "connection",
+    ]
+    .iter()
+    .any(|needle| name.contains(needle))
         && !name.ends_with(".location")
         && !name.ends_with("key_name")
 }

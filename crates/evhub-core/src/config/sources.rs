@@ -51,9 +51,9 @@ impl Config {
     /// Query keys are the config keys; `librdkafka.<name>` and `checkpoint_store_options.<name>`
     /// fill the pass-through maps. The path names the default hub.
     pub fn from_url(url: &str) -> Result<Self> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| Error::config(format!("config URL `{}` has no scheme", redact_url(url))))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            Error::config(format!("config URL `{}` has no scheme", redact_url(url)))
+        })?;
         let (authority_and_path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (authority, path) = authority_and_path
             .split_once('/')
@@ -161,7 +161,9 @@ impl Config {
         let mut maps: BTreeMap<&'static str, BTreeMap<String, String>> = BTreeMap::new();
         for (key, value) in pairs {
             if let Some(name) = key.strip_prefix("librdkafka.") {
-                maps.entry("librdkafka").or_default().insert(name.to_owned(), value);
+                maps.entry("librdkafka")
+                    .or_default()
+                    .insert(name.to_owned(), value);
             } else if let Some(name) = key.strip_prefix("checkpoint_store_options.") {
                 maps.entry("checkpoint_store_options")
                     .or_default()
@@ -260,7 +262,9 @@ mod tests {
             "#,
         )
         .unwrap();
-        let Config::Memory(m) = c else { panic!("not memory") };
+        let Config::Memory(m) = c else {
+            panic!("not memory")
+        };
         assert_eq!(m.hubs.len(), 3);
         assert_eq!(m.hubs[0].partitions, Some(8));
         assert_eq!(m.hubs[1].name, "audit");
@@ -284,7 +288,9 @@ mod tests {
             "#,
         )
         .unwrap();
-        let Config::Kafka(k) = &c else { panic!("not kafka") };
+        let Config::Kafka(k) = &c else {
+            panic!("not kafka")
+        };
         assert_eq!(k.sasl_mechanism, Some(KafkaSaslMechanism::ScramSha512));
         assert_eq!(k.librdkafka.get("linger.ms").map(String::as_str), Some("5"));
         assert!(k.idempotence, "idempotence defaults on");
@@ -308,7 +314,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = Config::from_toml_str("backend = \"kafka\"\nbootstrap_servers = \"x:1\"\nlinger_ms = 5").unwrap_err();
+        let e = Config::from_toml_str(
+            "backend = \"kafka\"\nbootstrap_servers = \"x:1\"\nlinger_ms = 5",
+        )
+        .unwrap_err();
         assert_eq!(e.kind(), crate::ErrorKind::Config);
         assert!(e.to_string().contains("linger_ms"), "{e}");
         let e = Config::from_json_str(r#"{"backend":"memory","partitons":3}"#).unwrap_err();
@@ -317,8 +326,14 @@ mod tests {
         assert!(e.to_string().contains("bogus_key"), "{e}");
         let e = Config::from_env_vars([
             ("EVHUB_BACKEND".to_string(), "kafka".to_string()),
-            ("EVHUB_KAFKA_BOOTSTRAP_SERVERS".to_string(), "h:1".to_string()),
-            ("EVHUB_KAFKA_BOOTSTRAP_SERVER".to_string(), "typo".to_string()),
+            (
+                "EVHUB_KAFKA_BOOTSTRAP_SERVERS".to_string(),
+                "h:1".to_string(),
+            ),
+            (
+                "EVHUB_KAFKA_BOOTSTRAP_SERVER".to_string(),
+                "typo".to_string(),
+            ),
         ])
         .unwrap_err();
         assert!(e.to_string().contains("bootstrap_server"), "{e}");
@@ -339,7 +354,9 @@ mod tests {
     #[test]
     fn url_kafka_with_user_password_and_hub() {
         let c = Config::from_url("kafka://svc:s%40cret@h1:9092,h2:9092/orders?client_id=app&librdkafka.linger.ms=5&initial_position=latest").unwrap();
-        let Config::Kafka(k) = &c else { panic!("not kafka") };
+        let Config::Kafka(k) = &c else {
+            panic!("not kafka")
+        };
         assert_eq!(k.bootstrap_servers, "h1:9092,h2:9092");
         assert_eq!(k.username.as_deref(), Some("svc"));
         assert_eq!(k.password.as_ref().map(|p| p.expose()), Some("s@cret"));
@@ -352,18 +369,29 @@ mod tests {
 
     #[test]
     fn url_memory_and_eventhubs() {
-        let c = Config::from_url("memory://?default_partitions=8&hubs=orders:4,audit&auto_create_hubs=true").unwrap();
-        let Config::Memory(m) = c else { panic!("not memory") };
+        let c = Config::from_url(
+            "memory://?default_partitions=8&hubs=orders:4,audit&auto_create_hubs=true",
+        )
+        .unwrap();
+        let Config::Memory(m) = c else {
+            panic!("not memory")
+        };
         assert_eq!(m.default_partitions, 8);
         assert!(m.auto_create_hubs);
         assert_eq!(m.hubs[0].partitions, Some(4));
         assert_eq!(m.hubs[1].name, "audit");
-        let c = Config::from_url("eventhubs://ns.servicebus.windows.net/orders?credential=default").unwrap();
-        let Config::EventHubs(e) = &c else { panic!("not eventhubs") };
+        let c = Config::from_url("eventhubs://ns.servicebus.windows.net/orders?credential=default")
+            .unwrap();
+        let Config::EventHubs(e) = &c else {
+            panic!("not eventhubs")
+        };
         assert_eq!(e.namespace.as_deref(), Some("ns.servicebus.windows.net"));
         assert_eq!(c.hub(), Some("orders"));
         let e = Config::from_url("memory://?default_partitions=many").unwrap_err();
-        assert!(e.to_string().contains("default_partitions") || e.to_string().contains("many"), "{e}");
+        assert!(
+            e.to_string().contains("default_partitions") || e.to_string().contains("many"),
+            "{e}"
+        );
         let e = Config::from_url("memory://?librdkafka.linger.ms=1").unwrap_err();
         assert!(e.to_string().contains("librdkafka"), "{e}");
     }
@@ -379,7 +407,9 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         let c = Config::from_env_vars(vars).unwrap();
-        let Config::EventHubsKafka(k) = &c else { panic!("wrong backend") };
+        let Config::EventHubsKafka(k) = &c else {
+            panic!("wrong backend")
+        };
         assert_eq!(k.session_timeout_ms, 10_000);
         assert!(k.connection_string.is_some());
         assert!(!format!("{c:?}").contains(KEY));
@@ -387,12 +417,16 @@ mod tests {
         let c = Config::from_env_vars([
             ("EVHUB_BACKEND".to_string(), "eventhubs".to_string()),
             ("EVHUB_EVENTHUBS_CONNECTION_STRING".to_string(), cs()),
-            ("EVHUB_EVENTHUBS_KAFKA_SESSION_TIMEOUT_MS".to_string(), "1".to_string()),
+            (
+                "EVHUB_EVENTHUBS_KAFKA_SESSION_TIMEOUT_MS".to_string(),
+                "1".to_string(),
+            ),
         ])
         .unwrap();
         assert_eq!(c.backend_id(), "eventhubs");
 
-        let c = Config::from_env_vars([("EVHUB_URL".to_string(), "memory://".to_string())]).unwrap();
+        let c =
+            Config::from_env_vars([("EVHUB_URL".to_string(), "memory://".to_string())]).unwrap();
         assert_eq!(c.backend_id(), "memory");
         let e = Config::from_env_vars(Vec::new()).unwrap_err();
         assert!(e.to_string().contains("EVHUB_BACKEND"), "{e}");

@@ -67,7 +67,8 @@ impl MemoryConsumer {
             return Ok(());
         }
         let assignment = self.group.assignment(self.member);
-        st.buffer.retain(|e| assignment.partitions.contains(&e.partition));
+        st.buffer
+            .retain(|e| assignment.partitions.contains(&e.partition));
         let mut positions = BTreeMap::new();
         for &p in &assignment.partitions {
             let position = match st.positions.get(&p) {

@@ -18,7 +18,9 @@ use super::group::GroupState;
 /// Locks a mutex, recovering the data if a panicking thread poisoned it: every critical section
 /// here leaves the state consistent before anything that could panic.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Debug)]
@@ -69,7 +71,9 @@ impl HubState {
         Self {
             name,
             created_at: SystemTime::now(),
-            logs: (0..partitions).map(|_| Mutex::new(Log::default())).collect(),
+            logs: (0..partitions)
+                .map(|_| Mutex::new(Log::default()))
+                .collect(),
             groups: Mutex::new(HashMap::new()),
             data: Notify::new(),
             space: Notify::new(),

@@ -81,13 +81,19 @@ impl MemoryBackend {
     /// Like [`MemoryBackend::new`], but fails on invalid configuration.
     pub fn try_new(config: MemoryConfig) -> Result<Self> {
         if config.default_partitions == 0 {
-            return Err(Error::config("memory: `default_partitions` must be at least 1"));
+            return Err(Error::config(
+                "memory: `default_partitions` must be at least 1",
+            ));
         }
         if config.partition_capacity == 0 {
-            return Err(Error::config("memory: `partition_capacity` must be at least 1"));
+            return Err(Error::config(
+                "memory: `partition_capacity` must be at least 1",
+            ));
         }
         if config.max_event_bytes == 0 {
-            return Err(Error::config("memory: `max_event_bytes` must be at least 1"));
+            return Err(Error::config(
+                "memory: `max_event_bytes` must be at least 1",
+            ));
         }
         let specs = config.hubs.clone();
         let backend = Self::new(MemoryConfig {
@@ -97,7 +103,9 @@ impl MemoryBackend {
         for spec in specs {
             backend
                 .create_sync(&spec.name, spec.partitions)
-                .map_err(|e| Error::config(format!("memory: hub `{}`: {}", spec.name, e.message())))?;
+                .map_err(|e| {
+                    Error::config(format!("memory: hub `{}`: {}", spec.name, e.message()))
+                })?;
         }
         Ok(backend)
     }
@@ -241,5 +249,162 @@ impl Backend for MemoryBackend {
 
     async fn create_hub(&self, hub: &str, options: HubOptions) -> Result<()> {
         self.create_sync(hub, Some(options.partitions)).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OverflowPolicy;
+    use crate::{ErrorKind, Event};
+
+    fn small(overflow: OverflowPolicy) -> MemoryBackend {
+        MemoryBackend::new(MemoryConfig {
+            partition_capacity: 10,
+            overflow,
+            send_timeout_ms: 200,
+            ..MemoryConfig::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn slow_group_blocks_producers_until_it_commits() {
+        let backend = small(OverflowPolicy::Block);
+        backend
+            .create_hub("h", HubOptions::with_partitions(1))
+            .await
+            .unwrap();
+        let consumer = backend
+            .consumer("h", ConsumerOptions::new("slow"))
+            .await
+            .unwrap();
+        let producer = backend.producer("h").await.unwrap();
+        let events = (0..10).map(|i| Event::new(format!("{i}"))).collect();
+        producer.send_batch(events).await.unwrap();
+        // Full, and the group has not committed anything: the send waits, then times out.
+        let err = producer.send(Event::new("overflow")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout);
+        assert!(err.is_retriable());
+        // A commit frees room; a waiting send completes as soon as it happens.
+        let first = consumer.recv().await.unwrap();
+        let waiting = tokio::spawn({
+            let producer = producer.clone();
+            async move { producer.send(Event::new("after-commit")).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        consumer.commit(&first.checkpoint()).await.unwrap();
+        let delivery = waiting.await.unwrap().unwrap();
+        assert_eq!(delivery.offset, Some(10));
+        let props = backend.partition_properties("h", 0).await.unwrap();
+        assert_eq!((props.begin_offset, props.end_offset), (1, 11));
+    }
+
+    #[tokio::test]
+    async fn drop_oldest_keeps_memory_bounded() {
+        let backend = small(OverflowPolicy::DropOldest);
+        backend
+            .create_hub("h", HubOptions::with_partitions(1))
+            .await
+            .unwrap();
+        let _idle = backend
+            .consumer("h", ConsumerOptions::new("idle"))
+            .await
+            .unwrap();
+        let producer = backend.producer("h").await.unwrap();
+        for i in 0..25 {
+            producer.send(Event::new(format!("{i}"))).await.unwrap();
+        }
+        let props = backend.partition_properties("h", 0).await.unwrap();
+        assert_eq!(props.len(), 10);
+        assert_eq!(props.begin_offset, 15);
+    }
+
+    #[tokio::test]
+    async fn dropped_member_hands_its_partitions_over() {
+        let backend = MemoryBackend::default();
+        backend
+            .create_hub("h", HubOptions::with_partitions(2))
+            .await
+            .unwrap();
+        let a = backend
+            .consumer("h", ConsumerOptions::new("g"))
+            .await
+            .unwrap();
+        let b = backend
+            .consumer("h", ConsumerOptions::new("g"))
+            .await
+            .unwrap();
+        assert_eq!(a.assignment().await.unwrap().len(), 1);
+        drop(b);
+        assert_eq!(a.assignment().await.unwrap(), vec![0, 1]);
+    }
+
+    #[tokio::test]
+    async fn invalid_names_and_partitions_are_rejected() {
+        let backend = MemoryBackend::default();
+        let err = backend
+            .create_hub("no spaces", HubOptions::with_partitions(1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        backend
+            .create_hub("h", HubOptions::with_partitions(2))
+            .await
+            .unwrap();
+        let err = backend
+            .create_hub("h", HubOptions::with_partitions(3))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("already exists with 2"), "{err}");
+        let producer = backend.producer("h").await.unwrap();
+        let err = producer
+            .send(Event::new("x").with_partition(2))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        let consumer = backend
+            .consumer("h", ConsumerOptions::new("g"))
+            .await
+            .unwrap();
+        let cp = crate::Checkpoint {
+            hub: "h".into(),
+            partition: 0,
+            offset: 5,
+            service_offset: None,
+        };
+        let err = consumer.commit(&cp).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::InvalidInput,
+            "commit beyond the end: {err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_member_cannot_commit_a_revoked_partition() {
+        let backend = MemoryBackend::default();
+        backend
+            .create_hub("h", HubOptions::with_partitions(2))
+            .await
+            .unwrap();
+        backend
+            .producer("h")
+            .await
+            .unwrap()
+            .send(Event::new("x").with_partition(1))
+            .await
+            .unwrap();
+        let a = backend
+            .consumer("h", ConsumerOptions::new("g"))
+            .await
+            .unwrap();
+        let event = a.recv().await.unwrap();
+        assert_eq!(event.partition, 1);
+        let _b = backend
+            .consumer("h", ConsumerOptions::new("g"))
+            .await
+            .unwrap();
+        let err = a.commit(&event.checkpoint()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conflict);
     }
 }

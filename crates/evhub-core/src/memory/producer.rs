@@ -67,7 +67,11 @@ impl Producer for MemoryProducer {
         self.ensure_open()?;
         let partition = self.check(&event)?;
         let span = telemetry::send_span("memory", &self.hub.name, Some(partition));
-        let offset = self.hub.append(partition, vec![event]).instrument(span.clone()).await?;
+        let offset = self
+            .hub
+            .append(partition, vec![event])
+            .instrument(span.clone())
+            .await?;
         span.record("messaging.message.id", offset);
         Ok(Delivery {
             partition: Some(partition),
