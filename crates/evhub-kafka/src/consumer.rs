@@ -1,0 +1,414 @@
+//! Consumer-group member on rdkafka's `StreamConsumer`.
+//!
+//! A background task keeps polling librdkafka, so heartbeats, rebalances and the rebalance
+//! callbacks run even while the application is busy between two `recv` calls. Fetched events
+//! wait in a bounded queue tagged with the assignment generation of their partition; events of
+//! a partition that was revoked meanwhile are dropped there, and the next owner reads them
+//! again from the last committed offset (at-least-once).
+//!
+//! `commit(checkpoint)` commits `checkpoint.offset + 1` (Kafka's "next offset to read") and
+//! waits for the broker. A commit still in flight when a rebalance revokes the partition is
+//! committed by the revocation callback before the partition moves.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use evhub_core::{
+    telemetry, Checkpoint, Consumer, ConsumerOptions, Error, ErrorKind, InitialPosition,
+    PartitionId, ReceivedEvent, Result,
+};
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+use crate::backend::{blocking, KafkaBackend};
+use crate::config::ClientKind;
+use crate::context::{lock, EvhubContext, GroupShared};
+use crate::error::map_kafka_error;
+
+/// Events fetched ahead of the application.
+const QUEUE_DEPTH: usize = 1024;
+
+type Member = StreamConsumer<EvhubContext>;
+
+enum Item {
+    Event(ReceivedEvent, u64),
+    Error(Error),
+}
+
+/// A member of a Kafka consumer group on one topic.
+pub struct KafkaConsumer {
+    backend: KafkaBackend,
+    hub: String,
+    group: String,
+    shared: Arc<GroupShared>,
+    consumer: Mutex<Option<Arc<Member>>>,
+    queue: tokio::sync::Mutex<mpsc::Receiver<Item>>,
+    stop: watch::Sender<bool>,
+    driver: Mutex<Option<tokio::task::JoinHandle<Arc<Member>>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for KafkaConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("backend", &self.backend.settings().backend_id)
+            .field("hub", &self.hub)
+            .field("group", &self.group)
+            .finish()
+    }
+}
+
+/// Converts a librdkafka message into an owned evhub event.
+pub(crate) fn received_event(message: &BorrowedMessage<'_>) -> Option<ReceivedEvent> {
+    let partition = PartitionId::try_from(message.partition()).ok()?;
+    let enqueued_at = message
+        .timestamp()
+        .to_millis()
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let headers = message
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        h.value.map(Bytes::copy_from_slice).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(ReceivedEvent {
+        hub: message.topic().to_owned(),
+        partition,
+        offset: message.offset(),
+        service_offset: None,
+        enqueued_at: enqueued_at.filter(|t| *t > SystemTime::UNIX_EPOCH),
+        key: message.key().map(Bytes::copy_from_slice),
+        payload: message
+            .payload()
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default(),
+        headers,
+    })
+}
+
+impl KafkaConsumer {
+    pub(crate) async fn join(
+        backend: KafkaBackend,
+        hub: String,
+        options: ConsumerOptions,
+    ) -> Result<Self> {
+        let settings = backend.settings();
+        let initial = options
+            .initial_position
+            .unwrap_or(settings.initial_position);
+        let shared = Arc::new(GroupShared::default());
+        let mut config = settings.client_config(ClientKind::GroupConsumer);
+        config.set("group.id", &options.group);
+        config.set(
+            "auto.offset.reset",
+            match initial {
+                InitialPosition::Earliest => "earliest",
+                InitialPosition::Latest => "latest",
+            },
+        );
+        let context = EvhubContext::for_group(
+            settings.backend_id,
+            settings.token_source.clone(),
+            hub.clone(),
+            shared.clone(),
+        );
+        let consumer: Member = config
+            .create_with_context(context)
+            .map_err(|e| map_kafka_error("creating consumer", e))?;
+        consumer
+            .subscribe(&[&hub])
+            .map_err(|e| map_kafka_error(&format!("subscribing to hub `{hub}`"), e))?;
+        let consumer = Arc::new(consumer);
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let (stop, stop_rx) = watch::channel(false);
+        let driver = tokio::spawn(drive(consumer.clone(), shared.clone(), tx, stop_rx));
+        tracing::info!(backend = settings.backend_id, hub = %hub, group = %options.group, "joined consumer group");
+        Ok(Self {
+            backend,
+            hub,
+            group: options.group,
+            shared,
+            consumer: Mutex::new(Some(consumer)),
+            queue: tokio::sync::Mutex::new(rx),
+            stop,
+            driver: Mutex::new(Some(driver)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("consumer"));
+        }
+        Ok(())
+    }
+
+    fn member(&self) -> Result<Arc<Member>> {
+        lock(&self.consumer)
+            .clone()
+            .ok_or_else(|| Error::closed("consumer"))
+    }
+
+    fn not_owner(&self, partition: PartitionId) -> Error {
+        Error::new(
+            ErrorKind::Conflict,
+            format!(
+                "partition {partition} of hub `{}` is no longer owned by this member of group `{}`",
+                self.hub, self.group
+            ),
+        )
+    }
+
+    /// A checkpoint beyond anything this member received is checked against the log end.
+    async fn check_offset(&self, checkpoint: &Checkpoint) -> Result<()> {
+        if checkpoint.offset < 0 {
+            return Err(Error::invalid_input(format!(
+                "checkpoint offset {} is negative",
+                checkpoint.offset
+            )));
+        }
+        if self
+            .shared
+            .max_delivered(checkpoint.partition)
+            .is_some_and(|o| checkpoint.offset <= o)
+        {
+            return Ok(());
+        }
+        let end = self
+            .backend
+            .watermarks(&self.hub, checkpoint.partition)
+            .await?
+            .1;
+        if checkpoint.offset >= end {
+            return Err(Error::invalid_input(format!(
+                "checkpoint offset {} is not an event of partition {} (next offset is {end})",
+                checkpoint.offset, checkpoint.partition
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Polls librdkafka until stopped, forwarding events tagged with their assignment generation.
+async fn drive(
+    consumer: Arc<Member>,
+    shared: Arc<GroupShared>,
+    tx: mpsc::Sender<Item>,
+    mut stop: watch::Receiver<bool>,
+) -> Arc<Member> {
+    loop {
+        let item = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            message = consumer.recv() => match message {
+                Ok(message) => {
+                    let Some(event) = received_event(&message) else { continue };
+                    // Tagged now: callbacks run on this task, so the generation is exact.
+                    match shared.generation_of(event.partition) {
+                        Some(generation) => Item::Event(event, generation),
+                        None => continue,
+                    }
+                }
+                Err(e) => {
+                    let err = map_kafka_error("consuming", e);
+                    match err.kind() {
+                        // Transient fetch problems are retried by librdkafka itself.
+                        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Other => {
+                            tracing::debug!("consumer: {err}");
+                            continue;
+                        }
+                        _ => Item::Error(err),
+                    }
+                }
+            },
+        };
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            sent = tx.send(item) => if sent.is_err() { break },
+        }
+    }
+    consumer
+}
+
+#[async_trait]
+impl Consumer for KafkaConsumer {
+    fn hub(&self) -> &str {
+        &self.hub
+    }
+
+    fn group(&self) -> &str {
+        &self.group
+    }
+
+    async fn recv(&self) -> Result<ReceivedEvent> {
+        self.ensure_open()?;
+        let mut stop = self.stop.subscribe();
+        let mut queue = self.queue.lock().await;
+        loop {
+            self.ensure_open()?;
+            let item = tokio::select! {
+                item = queue.recv() => item,
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            match item {
+                None => return Err(Error::closed("consumer")),
+                Some(Item::Error(e)) => return Err(e),
+                Some(Item::Event(event, generation)) => {
+                    if !self.shared.is_current(event.partition, generation) {
+                        continue;
+                    }
+                    self.shared.delivered(event.partition, event.offset);
+                    let _span = telemetry::receive_span(
+                        self.backend.settings().backend_id,
+                        &self.hub,
+                        Some(&self.group),
+                        event.partition,
+                        event.offset,
+                    )
+                    .entered();
+                    return Ok(event);
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
+        self.ensure_open()?;
+        let span = telemetry::commit_span(
+            self.backend.settings().backend_id,
+            &self.hub,
+            &self.group,
+            checkpoint.partition,
+            checkpoint.offset,
+        );
+        self.commit_inner(checkpoint).instrument(span).await
+    }
+
+    async fn assignment(&self) -> Result<Vec<PartitionId>> {
+        self.ensure_open()?;
+        Ok(self.shared.assignment())
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.close_inner().await
+    }
+}
+
+impl KafkaConsumer {
+    async fn commit_inner(&self, checkpoint: &Checkpoint) -> Result<()> {
+        if checkpoint.hub != self.hub {
+            return Err(Error::invalid_input(format!(
+                "checkpoint of hub `{}` committed on a consumer of hub `{}`",
+                checkpoint.hub, self.hub
+            )));
+        }
+        self.check_offset(checkpoint).await?;
+        let partition = checkpoint.partition;
+        if self.shared.generation_of(partition).is_none() {
+            return Err(self.not_owner(partition));
+        }
+        let next = checkpoint.offset + 1;
+        self.shared.add_pending(partition, next);
+        let member = self.member()?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(&self.hub, partition as i32, Offset::Offset(next))
+            .map_err(|e| map_kafka_error("building commit", e))?;
+        let result = blocking(move || member.commit(&list, CommitMode::Sync)).await?;
+        match result {
+            Ok(()) => {
+                self.shared.confirm(partition, next);
+                Ok(())
+            }
+            Err(e) => {
+                self.shared.confirm(partition, next);
+                let revoked = self.shared.generation_of(partition).is_none();
+                let state_error = matches!(
+                    e,
+                    KafkaError::ConsumerCommit(RDKafkaErrorCode::State)
+                        | KafkaError::ConsumerCommit(RDKafkaErrorCode::AssignmentLost)
+                );
+                let err = map_kafka_error(&format!("committing to hub `{}`", self.hub), e);
+                if revoked || state_error || err.kind() == ErrorKind::Conflict {
+                    Err(self.not_owner(partition).with_source(err))
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    async fn close_inner(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let _ = self.stop.send(true);
+        let driver = lock(&self.driver).take();
+        let driven = match driver {
+            Some(driver) => driver.await.ok(),
+            None => None,
+        };
+        let Some(member) = lock(&self.consumer).take() else {
+            return Ok(());
+        };
+        // The driver's handle must be gone too, or the last drop would happen elsewhere.
+        drop(driven);
+        let hub = self.hub.clone();
+        let shared = self.shared.clone();
+        // Commit what is still in flight, then leave the group (the revocation callback runs
+        // during the close) so the partitions move to the other members right away.
+        blocking(move || {
+            let pending = shared.take_pending(None);
+            if !pending.is_empty() {
+                let mut list = TopicPartitionList::new();
+                for (p, next) in &pending {
+                    let _ = list.add_partition_offset(&hub, *p as i32, Offset::Offset(*next));
+                }
+                if let Err(e) = member.commit(&list, CommitMode::Sync) {
+                    tracing::warn!(hub = %hub, "final commit failed: {e}");
+                }
+            }
+            member.unsubscribe();
+            drop(member);
+        })
+        .await?;
+        tracing::info!(hub = %self.hub, group = %self.group, "left consumer group");
+        Ok(())
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        // A dropped member leaves the group: the driver drops its consumer on a blocking thread.
+        let _ = self.stop.send(true);
+        let member = lock(&self.consumer).take();
+        let driver = lock(&self.driver).take();
+        if let (Some(member), Ok(handle)) = (member, tokio::runtime::Handle::try_current()) {
+            // Leaving the group waits for the broker: not on a runtime worker thread.
+            let blocking = handle.clone();
+            handle.spawn(async move {
+                let driven = match driver {
+                    Some(d) => d.await.ok(),
+                    None => None,
+                };
+                drop(blocking.spawn_blocking(move || {
+                    drop(driven);
+                    drop(member);
+                }));
+            });
+        }
+    }
+}

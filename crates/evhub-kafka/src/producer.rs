@@ -1,0 +1,216 @@
+//! Producer on rdkafka's `FutureProducer`: a send resolves when the broker acknowledged it.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use evhub_core::{telemetry, Delivery, Error, ErrorKind, Event, PartitionId, Producer, Result};
+use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::future_producer::DeliveryFuture;
+use rdkafka::producer::{FutureRecord, Producer as _};
+use rdkafka::util::Timeout;
+use tracing::Instrument;
+
+use crate::backend::{blocking, KafkaBackend};
+use crate::error::map_kafka_error;
+
+/// Publishes to one topic through the backend's shared librdkafka producer.
+pub struct KafkaProducer {
+    backend: KafkaBackend,
+    hub: String,
+    partitions: AtomicU32,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for KafkaProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaProducer")
+            .field("backend", &self.backend.settings().backend_id)
+            .field("hub", &self.hub)
+            .finish()
+    }
+}
+
+impl KafkaProducer {
+    pub(crate) fn new(backend: KafkaBackend, hub: String, partitions: u32) -> Self {
+        Self {
+            backend,
+            hub,
+            partitions: AtomicU32::new(partitions),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("producer"));
+        }
+        Ok(())
+    }
+
+    /// Rejects events the backend cannot take before anything is sent.
+    async fn check(&self, event: &Event) -> Result<()> {
+        let max = self.backend.settings().capabilities.max_event_bytes;
+        let size = event.encoded_len();
+        if size > max {
+            return Err(Error::too_large(size, max));
+        }
+        if let Some(p) = event.partition {
+            if p >= self.partitions.load(Ordering::Relaxed) {
+                // Partitions may have been added since the producer was created.
+                let now = self.backend.partition_count(&self.hub).await?;
+                self.partitions.store(now, Ordering::Relaxed);
+                if p >= now {
+                    return Err(Error::invalid_input(format!(
+                        "hub `{}` has {now} partitions, no partition {p}",
+                        self.hub
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands one event to librdkafka's queue (waiting while the queue is full) and returns
+    /// the acknowledgement future. Enqueue order is send order, so per-partition order holds.
+    async fn enqueue(&self, event: &Event) -> Result<DeliveryFuture> {
+        let mut headers = OwnedHeaders::new_with_capacity(event.headers.len());
+        for (name, value) in &event.headers {
+            headers = headers.insert(Header {
+                key: name.as_str(),
+                value: Some(&value[..]),
+            });
+        }
+        let timestamp = event
+            .timestamp
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_millis()).ok());
+        let deadline = Instant::now() + self.backend.settings().request_timeout;
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.hub)
+                .payload(&event.payload[..])
+                .headers(headers.clone());
+            if let Some(key) = &event.key {
+                record = record.key(&key[..]);
+            }
+            if let Some(p) = event.partition {
+                record = record.partition(p as i32);
+            }
+            if let Some(ts) = timestamp {
+                record = record.timestamp(ts);
+            }
+            match self.backend.inner.producer.send_result(record) {
+                Ok(future) => return Ok(future),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(self.send_error(e)),
+            }
+        }
+    }
+
+    fn send_error(&self, e: KafkaError) -> Error {
+        let err = map_kafka_error(&format!("sending to hub `{}`", self.hub), e);
+        match err.kind() {
+            ErrorKind::TooLarge => err,
+            // A timed-out send: explain it by the connection state (auth, unreachable).
+            ErrorKind::Timeout => {
+                let explained = self
+                    .backend
+                    .explain(err, self.backend.settings().request_timeout);
+                if explained.kind() == ErrorKind::Auth {
+                    explained
+                } else {
+                    Error::new(ErrorKind::Timeout, explained.message().to_owned())
+                        .with_source(explained)
+                }
+            }
+            _ => err,
+        }
+    }
+
+    async fn await_delivery(&self, future: DeliveryFuture) -> Result<Delivery> {
+        match future.await {
+            Ok(Ok(d)) => Ok(Delivery {
+                partition: PartitionId::try_from(d.partition).ok(),
+                offset: Some(d.offset),
+            }),
+            Ok(Err((e, _))) => Err(self.send_error(e)),
+            Err(_canceled) => Err(Error::closed("producer")),
+        }
+    }
+}
+
+#[async_trait]
+impl Producer for KafkaProducer {
+    fn hub(&self) -> &str {
+        &self.hub
+    }
+
+    async fn send(&self, event: Event) -> Result<Delivery> {
+        self.ensure_open()?;
+        self.check(&event).await?;
+        let span = telemetry::send_span(
+            self.backend.settings().backend_id,
+            &self.hub,
+            event.partition,
+        );
+        async {
+            let future = self.enqueue(&event).await?;
+            let delivery = self.await_delivery(future).await?;
+            if let Some(offset) = delivery.offset {
+                tracing::Span::current().record("messaging.message.id", offset);
+            }
+            Ok(delivery)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn send_batch(&self, events: Vec<Event>) -> Result<Vec<Delivery>> {
+        self.ensure_open()?;
+        for event in &events {
+            self.check(event).await?;
+        }
+        let span = telemetry::send_span(self.backend.settings().backend_id, &self.hub, None);
+        span.record("messaging.batch.message_count", events.len());
+        async {
+            // Enqueue everything first (librdkafka batches per partition), then await the
+            // acknowledgements together.
+            let mut futures = Vec::with_capacity(events.len());
+            for event in &events {
+                futures.push(self.enqueue(event).await?);
+            }
+            let results = join_all(futures.into_iter().map(|f| self.await_delivery(f))).await;
+            results.into_iter().collect()
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.ensure_open()?;
+        self.flush_inner().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.flush_inner().await
+    }
+}
+
+impl KafkaProducer {
+    async fn flush_inner(&self) -> Result<()> {
+        let backend = self.backend.clone();
+        let timeout = backend.settings().request_timeout;
+        blocking(move || backend.inner.producer.flush(Timeout::After(timeout)))
+            .await?
+            .map_err(|e| map_kafka_error(&format!("flushing hub `{}`", self.hub), e))
+    }
+}
