@@ -157,13 +157,18 @@ pub fn map_kafka_error(context: &str, err: KafkaError) -> Error {
     let (message, source) = match &err {
         // Name the key, never the value: the value may be a password. rdkafka's own Display
         // of this error prints the value, so it is not kept as the source either.
-        KafkaError::ClientConfig(_, description, key, _) => (
-            format!(
-                "{context}: invalid librdkafka property `{key}`: {}",
+        KafkaError::ClientConfig(_, description, key, value) => {
+            // librdkafka quotes the rejected value in its description: cut it out.
+            let description = if value.is_empty() {
                 redact(description)
-            ),
-            redact(description),
-        ),
+            } else {
+                redact(&description.replace(value.as_str(), "***"))
+            };
+            (
+                format!("{context}: invalid librdkafka property `{key}`: {description}"),
+                description,
+            )
+        }
         other => {
             let text = redact(&other.to_string());
             (format!("{context}: {text}"), text)
@@ -244,7 +249,8 @@ mod tests {
             "creating client",
             KafkaError::ClientConfig(
                 RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
-                "Invalid value for configuration property \"sasl.password\"".into(),
+                "Invalid value \"hunter2-secret\" for configuration property \"sasl.password\""
+                    .into(),
                 "sasl.password".into(),
                 "hunter2-secret".into(),
             ),
