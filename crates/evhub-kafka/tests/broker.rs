@@ -1,6 +1,7 @@
 //! Behaviour on the real broker beyond the conformance suite: at-least-once across crashes and
 //! rebalances, bad input (unreachable broker, wrong password, malformed config) and
 //! OAUTHBEARER through the token callback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
