@@ -6,6 +6,7 @@ use crate::{
     broker::{Broker, ConnectionAuth},
     config::DEFAULT_CONSUMER_GROUP,
     filter,
+    frame_pad::PadFrames,
     node::{run_reply_link, run_request_link, NodeKind, ReplyRoutes, SessionContext},
     readers::ReaderRefusal,
     receiver::{run_delivery_link, DeliveryLink},
@@ -59,17 +60,18 @@ pub(crate) async fn serve<Io>(
 ) where
     Io: AsyncRead + AsyncWrite + Debug + Send + Unpin + 'static,
 {
-    let mut connection = match tokio::time::timeout(OPEN_TIMEOUT, acceptor.accept(io)).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(error)) => {
-            tracing::info!(%peer, %error, "connection refused during open");
-            return;
-        }
-        Err(_) => {
-            tracing::info!(%peer, "connection did not open in time");
-            return;
-        }
-    };
+    let mut connection =
+        match tokio::time::timeout(OPEN_TIMEOUT, acceptor.accept(PadFrames::new(io))).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => {
+                tracing::info!(%peer, %error, "connection refused during open");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "connection did not open in time");
+                return;
+            }
+        };
     tracing::debug!(%peer, "connection opened");
     let auth = Arc::new(ConnectionAuth::default());
     let shutdown = broker.shutdown.clone();
@@ -152,8 +154,11 @@ async fn route_attach(
                 return Ok(());
             }
             let decision = resolve_send_target(address.as_deref(), ctx);
+            // Settle on our side first: the SDKs wait for a settled outcome.
             let acceptor = LinkAcceptor::builder()
                 .max_message_size(ctx.broker.max_message_size)
+                .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
+                .fallback_receiver_settle_mode(ReceiverSettleMode::First)
                 .build();
             let receiver = accept_receiver(&acceptor, attach, session).await?;
             match decision {

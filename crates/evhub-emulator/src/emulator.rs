@@ -208,10 +208,30 @@ impl EmulatorBuilder {
     }
 }
 
+/// Segment size advertised to clients. `pyamqp` reads its socket's MSS and
+/// sets it back, which fails with EINVAL above 32767; on loopback the kernel
+/// may report 32768 or more. Advertising a smaller MSS keeps it in range.
+const ADVERTISED_MSS: u32 = 16 * 1024;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| EmulatorError::Bind { addr, source })
+    let bind_error = |source| EmulatorError::Bind { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(bind_error)?;
+    #[cfg(unix)]
+    {
+        socket.set_reuse_address(true).map_err(bind_error)?;
+        if let Err(error) = socket.set_tcp_mss(ADVERTISED_MSS) {
+            tracing::debug!(%error, "could not set the advertised MSS");
+        }
+    }
+    socket.bind(&addr.into()).map_err(bind_error)?;
+    socket.listen(1024).map_err(bind_error)?;
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    TcpListener::from_std(socket.into()).map_err(bind_error)
 }
 
 /// A running emulator. Dropping it stops serving; [`shutdown`](Self::shutdown)

@@ -53,6 +53,7 @@ mod connection;
 mod emulator;
 mod error;
 mod filter;
+mod frame_pad;
 mod hub;
 mod management;
 mod node;
