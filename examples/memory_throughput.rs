@@ -11,10 +11,14 @@ use evhub::{ConsumerOptions, Event, Hub, HubOptions};
 #[tokio::main]
 async fn main() -> evhub::Result<()> {
     let mut args = std::env::args().skip(1);
-    let events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
+    let events: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let hub = Hub::from_url("memory://").await?;
-    hub.create_hub("bench", HubOptions::with_partitions(1)).await?;
+    hub.create_hub("bench", HubOptions::with_partitions(1))
+        .await?;
     let producer = hub.producer("bench").await?;
     let consumer = hub.consumer("bench", ConsumerOptions::new("bench")).await?;
     let payload = evhub::Bytes::from(vec![b'x'; size]);

@@ -13,7 +13,8 @@ async fn main() -> evhub::Result<()> {
     let hub = Hub::from_url("memory://").await?;
     println!("connected to the `{}` backend", hub.id());
 
-    hub.create_hub("orders", HubOptions::with_partitions(4)).await?;
+    hub.create_hub("orders", HubOptions::with_partitions(4))
+        .await?;
     println!("created hub `orders` with 4 partitions");
 
     let producer = hub.producer("orders").await?;
@@ -30,7 +31,9 @@ async fn main() -> evhub::Result<()> {
     // Two members of the `billing` group split the partitions between them.
     let mut members = Vec::new();
     for name in ["billing-a", "billing-b"] {
-        let consumer = hub.consumer("orders", ConsumerOptions::new("billing")).await?;
+        let consumer = hub
+            .consumer("orders", ConsumerOptions::new("billing"))
+            .await?;
         members.push((name, consumer));
     }
     let mut per_member: BTreeMap<&str, usize> = BTreeMap::new();
@@ -38,10 +41,13 @@ async fn main() -> evhub::Result<()> {
     let mut tracker = CommitTracker::new();
     for (name, consumer) in &members {
         // Drain what this member owns; stop when it has been idle for a moment.
-        while let Ok(event) = tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
+        while let Ok(event) =
+            tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
+        {
             let event = event?;
             tracker.received(&event);
-            let customer = String::from_utf8_lossy(event.key.as_deref().unwrap_or_default()).into_owned();
+            let customer =
+                String::from_utf8_lossy(event.key.as_deref().unwrap_or_default()).into_owned();
             per_customer
                 .entry(customer)
                 .or_default()
@@ -52,20 +58,32 @@ async fn main() -> evhub::Result<()> {
         for checkpoint in tracker.ready() {
             consumer.commit(&checkpoint).await?;
             tracker.committed(&checkpoint);
-            println!("{name} committed partition {} up to offset {}", checkpoint.partition, checkpoint.offset);
+            println!(
+                "{name} committed partition {} up to offset {}",
+                checkpoint.partition, checkpoint.offset
+            );
         }
     }
     for (member, count) in &per_member {
         println!("{member} processed {count} events");
     }
     for (customer, orders) in &per_customer {
-        println!("{customer}: {} events, in order: {}", orders.len(), orders.join(" "));
+        println!(
+            "{customer}: {} events, in order: {}",
+            orders.len(),
+            orders.join(" ")
+        );
     }
 
     // A second group gets every event too (fan-out), independently of `billing`.
-    let audit = hub.consumer("orders", ConsumerOptions::new("audit")).await?;
+    let audit = hub
+        .consumer("orders", ConsumerOptions::new("audit"))
+        .await?;
     let mut audited = 0;
-    while tokio::time::timeout(Duration::from_millis(200), audit.recv()).await.is_ok() {
+    while tokio::time::timeout(Duration::from_millis(200), audit.recv())
+        .await
+        .is_ok()
+    {
         audited += 1;
     }
     println!("the `audit` group received all {audited} events as well");

@@ -32,7 +32,8 @@ async fn run() -> evhub::Result<()> {
     let name = hub.default_hub().unwrap_or("switch-by-config").to_owned();
     println!("backend `{}`, hub `{name}`", hub.id());
     if hub.capabilities().create_hub {
-        hub.create_hub(&name, HubOptions::with_partitions(2)).await?;
+        hub.create_hub(&name, HubOptions::with_partitions(2))
+            .await?;
     }
     service(&hub, &name).await
 }
@@ -60,7 +61,10 @@ async fn service(hub: &Hub, name: &str) -> evhub::Result<()> {
         let text = String::from_utf8_lossy(&event.payload).into_owned();
         if text.starts_with(&format!("run {run_id} ")) {
             mine += 1;
-            println!("partition {} offset {}: {text}", event.partition, event.offset);
+            println!(
+                "partition {} offset {}: {text}",
+                event.partition, event.offset
+            );
         }
         tracker.ack(&event);
     }
