@@ -1,0 +1,125 @@
+//! The benchmark workload through the evhub API (any backend).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use evhub::{Backend, ConsumerOptions, Event, HubOptions, InitialPosition, Producer};
+use tokio::task::JoinSet;
+
+use super::stats::{decode, now_micros, payload, share, Latencies, Phase, RunResult};
+use super::{join_tasks, pacing, within, Workload};
+use crate::progress;
+
+/// Produces, consumes and measures latency on a fresh hub `hub`.
+pub async fn run(
+    backend: &Arc<dyn Backend>,
+    w: &Workload,
+    hub: &str,
+    group: &str,
+) -> evhub::Result<RunResult> {
+    backend
+        .create_hub(hub, HubOptions::with_partitions(w.partitions))
+        .await?;
+    let mut producers: Vec<Arc<dyn Producer>> = Vec::with_capacity(w.producers as usize);
+    for _ in 0..w.producers {
+        producers.push(backend.producer(hub).await?);
+    }
+
+    // Produce phase.
+    let bar = progress::bar(w.events, "evhub produce");
+    let started = Instant::now();
+    let mut tasks = JoinSet::new();
+    for (i, producer) in producers.iter().cloned().enumerate() {
+        let (from, to) = share(w.events, w.producers, i as u32);
+        let (size, batch, bar) = (w.size, w.batch, bar.clone());
+        tasks.spawn(async move {
+            let mut seq = from;
+            while seq < to {
+                let end = (seq + batch).min(to);
+                let events: Vec<Event> = (seq..end).map(|s| Event::new(payload(size, s))).collect();
+                producer.send_batch(events).await?;
+                bar.inc(end - seq);
+                seq = end;
+            }
+            Ok(())
+        });
+    }
+    within(w.phase_timeout, "produce phase", join_tasks(tasks)).await?;
+    let produce = Phase::new(w.events, w.events * w.size as u64, started.elapsed());
+    bar.finish_and_clear();
+
+    // Consume phase: the backlog, through one group member; the join is timed separately.
+    let bar = progress::bar(w.events, "evhub consume");
+    let joining = Instant::now();
+    let consumer = backend
+        .consumer(
+            hub,
+            ConsumerOptions::new(group).with_initial_position(InitialPosition::Earliest),
+        )
+        .await?;
+    let first = within(w.phase_timeout, "first event", consumer.recv()).await?;
+    let join_seconds = joining.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let consume_rest = async {
+        let mut bytes = 0u64;
+        for _ in 1..w.events {
+            let event = consumer.recv().await?;
+            std::hint::black_box(decode(&event.payload));
+            bytes += event.payload.len() as u64;
+            bar.inc(1);
+        }
+        Ok(bytes)
+    };
+    let bytes = within(w.phase_timeout, "consume phase", consume_rest).await?;
+    let consume = Phase::new(w.events - 1, bytes, started.elapsed());
+    std::hint::black_box(first);
+    bar.finish_and_clear();
+
+    // Latency phase: paced sends while the member reads.
+    let mut latencies = Latencies::default();
+    if w.latency_events > 0 {
+        let sender = tokio::spawn(paced_send(producers[0].clone(), w.clone()));
+        let receive = async {
+            let mut lat = Vec::with_capacity(w.latency_events as usize);
+            while (lat.len() as u64) < w.latency_events {
+                let event = consumer.recv().await?;
+                if let Some((ts, seq)) = decode(&event.payload) {
+                    if seq >= w.events {
+                        lat.push(now_micros().saturating_sub(ts));
+                    }
+                }
+            }
+            Ok(lat)
+        };
+        latencies.0 = within(w.phase_timeout, "latency phase", receive).await?;
+        super::join_one(sender).await?;
+    }
+    consumer.close().await?;
+    for producer in &producers {
+        producer.close().await?;
+    }
+    Ok(RunResult {
+        produce,
+        consume,
+        join_seconds,
+        latencies,
+    })
+}
+
+async fn paced_send(producer: Arc<dyn Producer>, w: Workload) -> evhub::Result<()> {
+    let (tick, per_tick) = pacing(w.latency_rate);
+    let mut interval = tokio::time::interval(tick);
+    let mut inflight = JoinSet::new();
+    let (mut seq, end) = (w.events, w.events + w.latency_events);
+    while seq < end {
+        interval.tick().await;
+        let next = (seq + per_tick).min(end);
+        let events: Vec<Event> = (seq..next)
+            .map(|s| Event::new(payload(w.size, s)))
+            .collect();
+        let producer = producer.clone();
+        inflight.spawn(async move { producer.send_batch(events).await.map(|_| ()) });
+        seq = next;
+    }
+    join_tasks(inflight).await
+}

@@ -1,0 +1,361 @@
+//! `evhub bench`: throughput and end-to-end latency, optionally side by side with the raw client.
+
+mod evhub_run;
+mod raw_kafka;
+mod stats;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use evhub::config::Config;
+use evhub::{Backend, ErrorKind};
+use serde_json::{json, Value};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::cli::{BenchArgs, Cli};
+use crate::error::{CliError, CliResult};
+use crate::output::table;
+use stats::{Metrics, RunResult, METRICS};
+
+/// The workload, identical for evhub and the raw client.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub events: u64,
+    pub size: usize,
+    pub producers: u32,
+    pub batch: u64,
+    pub partitions: u32,
+    pub latency_events: u64,
+    pub latency_rate: u64,
+    pub phase_timeout: Duration,
+}
+
+impl Workload {
+    fn from_args(args: &BenchArgs) -> Self {
+        Self {
+            events: args.events.max(2),
+            size: usize::try_from(args.size).unwrap_or(usize::MAX),
+            producers: args.producers,
+            batch: u64::from(args.batch),
+            partitions: args.partitions,
+            latency_events: args.latency_events,
+            latency_rate: args.latency_rate,
+            phase_timeout: args.phase_timeout,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "events": self.events,
+            "size": self.size,
+            "producers": self.producers,
+            "batch": self.batch,
+            "partitions": self.partitions,
+            "latency_events": self.latency_events,
+            "latency_rate": self.latency_rate,
+        })
+    }
+}
+
+/// Tick length and events per tick for a paced sender at `rate` events/s.
+pub fn pacing(rate: u64) -> (Duration, u64) {
+    let tick = Duration::from_millis(1).max(Duration::from_secs_f64(1.0 / rate.max(1) as f64));
+    let per_tick = ((rate as f64 * tick.as_secs_f64()).round() as u64).max(1);
+    (tick, per_tick)
+}
+
+/// Runs `fut`, failing with a timeout error naming `what` after `limit`.
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = evhub::Result<T>>,
+) -> evhub::Result<T> {
+    tokio::time::timeout(limit, fut)
+        .await
+        .map_err(|_| evhub::Error::timeout(format!("{what} did not finish within {limit:?}")))?
+}
+
+/// Waits for every task; the first error wins.
+pub async fn join_tasks(mut tasks: JoinSet<evhub::Result<()>>) -> evhub::Result<()> {
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(task_failed)??;
+    }
+    Ok(())
+}
+
+/// Waits for one task.
+pub async fn join_one(task: JoinHandle<evhub::Result<()>>) -> evhub::Result<()> {
+    task.await.map_err(task_failed)?
+}
+
+fn task_failed(e: tokio::task::JoinError) -> evhub::Error {
+    evhub::Error::new(ErrorKind::Other, format!("benchmark task failed: {e}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Evhub,
+    Raw,
+}
+
+pub async fn run(
+    _cli: &Cli,
+    config: &Config,
+    backend: &Arc<dyn Backend>,
+    args: &BenchArgs,
+) -> CliResult {
+    let w = Workload::from_args(args);
+    if let Config::Memory(m) = config {
+        let per_partition = w.events.div_ceil(u64::from(w.partitions));
+        if per_partition + w.latency_events > m.partition_capacity as u64 {
+            return Err(CliError::usage(format!(
+                "memory partitions hold {} events, the benchmark puts up to {} in one: raise it, e.g. --url 'memory://?partition_capacity={}'",
+                m.partition_capacity,
+                per_partition + w.latency_events,
+                (per_partition + w.latency_events).next_power_of_two()
+            )));
+        }
+    }
+    if !backend.capabilities().create_hub {
+        return Err(evhub::Error::unsupported(
+            backend.id(),
+            "creating hubs, which the benchmark needs for fresh hubs per run",
+        )
+        .into());
+    }
+    let raw = if args.compare_raw {
+        Some(raw_kafka::settings(config))
+    } else {
+        None
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let run_id = &run_id[..8];
+    let mut evhub_runs = Vec::new();
+    let mut raw_runs = Vec::new();
+    for round in 0..args.rounds {
+        // Alternate who goes first, so warm-up and broker state favour neither side.
+        let order = if round % 2 == 0 {
+            [Client::Evhub, Client::Raw]
+        } else {
+            [Client::Raw, Client::Evhub]
+        };
+        for client in order {
+            let hub = format!(
+                "evhub-bench-{run_id}-r{round}-{}",
+                if client == Client::Evhub {
+                    "evhub"
+                } else {
+                    "raw"
+                }
+            );
+            let group = format!("{hub}-g");
+            let result = match (client, &raw) {
+                (Client::Evhub, _) => evhub_run::run(backend, &w, &hub, &group).await?,
+                (Client::Raw, Some(Ok(settings))) => {
+                    raw_kafka::run(settings, backend, &w, &hub, &group).await?
+                }
+                (Client::Raw, _) => continue,
+            };
+            eprintln!(
+                "round {}/{} {:>5}: produce {:.0} events/s, consume {:.0} events/s, p50 {} ms",
+                round + 1,
+                args.rounds,
+                if client == Client::Evhub {
+                    "evhub"
+                } else {
+                    "raw"
+                },
+                result.produce.events_per_s(),
+                result.consume.events_per_s(),
+                result
+                    .latencies
+                    .quantile_ms(0.5)
+                    .map_or("-".into(), |v| format!("{v:.2}")),
+            );
+            match client {
+                Client::Evhub => evhub_runs.push(result),
+                Client::Raw => raw_runs.push(result),
+            }
+        }
+    }
+    let evhub = Metrics::median_of(&evhub_runs);
+    let raw_metrics = (!raw_runs.is_empty()).then(|| Metrics::median_of(&raw_runs));
+    let raw_note = match &raw {
+        Some(Err(reason)) => Some(reason.clone()),
+        _ => None,
+    };
+    let report = Report {
+        backend: backend.id(),
+        workload: &w,
+        rounds: args.rounds,
+        evhub,
+        raw: raw_metrics,
+        raw_note,
+        evhub_runs: &evhub_runs,
+        raw_runs: &raw_runs,
+    };
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(())
+}
+
+struct Report<'a> {
+    backend: &'static str,
+    workload: &'a Workload,
+    rounds: u32,
+    evhub: Metrics,
+    raw: Option<Metrics>,
+    raw_note: Option<String>,
+    evhub_runs: &'a [RunResult],
+    raw_runs: &'a [RunResult],
+}
+
+impl Report<'_> {
+    fn ratio(&self, field: &str) -> Option<f64> {
+        let raw = self.raw?.get(field)?;
+        let ours = self.evhub.get(field)?;
+        (raw > 0.0).then(|| ours / raw)
+    }
+
+    fn to_json(&self) -> Value {
+        let runs = |runs: &[RunResult]| -> Vec<Value> {
+            runs.iter()
+                .map(|r| {
+                    json!({
+                        "produce": r.produce,
+                        "consume": r.consume,
+                        "join_seconds": r.join_seconds,
+                        "latency_p50_ms": r.latencies.quantile_ms(0.5),
+                        "latency_p99_ms": r.latencies.quantile_ms(0.99),
+                    })
+                })
+                .collect()
+        };
+        let ratio = self.raw.map(|_| {
+            METRICS
+                .iter()
+                .map(|(field, _, _)| ((*field).to_owned(), json!(self.ratio(field))))
+                .collect::<serde_json::Map<_, _>>()
+        });
+        json!({
+            "backend": self.backend,
+            "workload": self.workload.to_json(),
+            "rounds": self.rounds,
+            "evhub": self.evhub,
+            "raw": self.raw,
+            "raw_client": self.raw.map(|_| raw_kafka::CLIENT),
+            "raw_skipped": self.raw_note,
+            "ratio": ratio,
+            "runs": { "evhub": runs(self.evhub_runs), "raw": runs(self.raw_runs) },
+        })
+    }
+
+    fn render(&self) -> String {
+        let w = self.workload;
+        let mut out = format!(
+            "backend {}: {} events x {} B, {} producer(s), batch {}, {} partitions, latency {} events at {}/s, {} round(s), median\n",
+            self.backend, w.events, w.size, w.producers, w.batch, w.partitions, w.latency_events, w.latency_rate, self.rounds
+        );
+        let fmt = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
+        let rows: Vec<Vec<String>> = METRICS
+            .iter()
+            .map(|(field, label, higher_better)| {
+                let mut row = vec![(*label).to_owned(), fmt(self.evhub.get(field))];
+                if let Some(raw) = &self.raw {
+                    row.push(fmt(raw.get(field)));
+                    row.push(self.ratio(field).map_or("-".into(), |r| {
+                        format!(
+                            "{r:.3}{}",
+                            if *higher_better {
+                                ""
+                            } else {
+                                " (lower is better)"
+                            }
+                        )
+                    }));
+                }
+                row
+            })
+            .collect();
+        let header: &[&str] = if self.raw.is_some() {
+            &["metric", "evhub", "raw", "evhub/raw"]
+        } else {
+            &["metric", "evhub"]
+        };
+        out.push_str(&table(header, &rows));
+        if self.raw.is_some() {
+            out.push_str(&format!("raw client: {}\n", raw_kafka::CLIENT));
+        }
+        if let Some(note) = &self.raw_note {
+            out.push_str(&format!("raw client: skipped: {note}\n"));
+        }
+        out
+    }
+}
+
+fn format_number(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_spreads_the_rate_over_ticks() {
+        assert_eq!(pacing(2000), (Duration::from_millis(1), 2));
+        assert_eq!(pacing(100), (Duration::from_millis(10), 1));
+        assert_eq!(pacing(1500).1, 2);
+    }
+
+    #[test]
+    fn ratios_divide_evhub_by_raw() {
+        let w = Workload {
+            events: 10,
+            size: 100,
+            producers: 1,
+            batch: 10,
+            partitions: 1,
+            latency_events: 0,
+            latency_rate: 1,
+            phase_timeout: Duration::from_secs(1),
+        };
+        let evhub = Metrics {
+            produce_events_per_s: 970.0,
+            ..Metrics::default()
+        };
+        let raw = Metrics {
+            produce_events_per_s: 1000.0,
+            ..Metrics::default()
+        };
+        let report = Report {
+            backend: "kafka",
+            workload: &w,
+            rounds: 1,
+            evhub,
+            raw: Some(raw),
+            raw_note: None,
+            evhub_runs: &[],
+            raw_runs: &[],
+        };
+        assert_eq!(report.ratio("produce_events_per_s"), Some(0.97));
+        assert_eq!(report.ratio("consume_events_per_s"), None);
+        assert_eq!(report.ratio("latency_p50_ms"), None);
+        let text = report.render();
+        assert!(text.contains("produce events/s  970"), "{text}");
+        assert!(text.contains("0.970"), "{text}");
+        let v = report.to_json();
+        assert_eq!(v["ratio"]["produce_events_per_s"], 0.97);
+        assert_eq!(v["raw_client"], raw_kafka::CLIENT);
+    }
+}

@@ -1,0 +1,199 @@
+//! Benchmark payloads, measurements and statistics.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Microseconds since the Unix epoch, the clock carried in every payload.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A payload of `size` bytes: send time (µs, LE) and sequence number (LE), then filler.
+pub fn payload(size: usize, seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(size);
+    v.extend_from_slice(&now_micros().to_le_bytes());
+    v.extend_from_slice(&seq.to_le_bytes());
+    v.resize(size.max(16), b'x');
+    v
+}
+
+/// `(send time µs, sequence)` of a benchmark payload.
+pub fn decode(payload: &[u8]) -> Option<(u64, u64)> {
+    let ts = u64::from_le_bytes(payload.get(0..8)?.try_into().ok()?);
+    let seq = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some((ts, seq))
+}
+
+/// Events `[from, to)` of `total` for producer `index` of `producers`.
+pub fn share(total: u64, producers: u32, index: u32) -> (u64, u64) {
+    let p = u64::from(producers);
+    let i = u64::from(index);
+    (total * i / p, total * (i + 1) / p)
+}
+
+/// One timed throughput phase.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Phase {
+    /// Events moved.
+    pub events: u64,
+    /// Payload bytes moved.
+    pub bytes: u64,
+    /// Wall time of the phase.
+    pub seconds: f64,
+}
+
+impl Phase {
+    pub fn new(events: u64, bytes: u64, elapsed: Duration) -> Self {
+        Self {
+            events,
+            bytes,
+            seconds: elapsed.as_secs_f64().max(1e-9),
+        }
+    }
+
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+
+    /// Megabytes (10^6 bytes) of payload per second.
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / self.seconds / 1e6
+    }
+}
+
+/// End-to-end latencies in µs.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(pub Vec<u64>);
+
+impl Latencies {
+    /// The `q`-quantile (0..=1) in milliseconds, nearest-rank.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut sorted = self.0.clone();
+        sorted.sort_unstable();
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        Some(sorted[rank - 1] as f64 / 1000.0)
+    }
+}
+
+/// What one run (one client, one round) measured.
+#[derive(Debug, Clone, Default)]
+pub struct RunResult {
+    pub produce: Phase,
+    pub consume: Phase,
+    /// From joining the group to the first event.
+    pub join_seconds: f64,
+    pub latencies: Latencies,
+}
+
+/// The reported numbers of one client: medians over rounds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Metrics {
+    pub produce_events_per_s: f64,
+    pub produce_mb_per_s: f64,
+    pub consume_events_per_s: f64,
+    pub consume_mb_per_s: f64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub consume_join_s: f64,
+}
+
+/// Metric names and how to read them, in report order: (field, label, higher is better).
+pub const METRICS: &[(&str, &str, bool)] = &[
+    ("produce_events_per_s", "produce events/s", true),
+    ("produce_mb_per_s", "produce MB/s", true),
+    ("consume_events_per_s", "consume events/s", true),
+    ("consume_mb_per_s", "consume MB/s", true),
+    ("latency_p50_ms", "latency p50 ms", false),
+    ("latency_p99_ms", "latency p99 ms", false),
+    ("consume_join_s", "group join s", false),
+];
+
+impl Metrics {
+    /// Medians of each metric over `runs`.
+    pub fn median_of(runs: &[RunResult]) -> Self {
+        let med = |f: &dyn Fn(&RunResult) -> Option<f64>| median(runs.iter().filter_map(f));
+        Self {
+            produce_events_per_s: med(&|r| Some(r.produce.events_per_s())).unwrap_or(0.0),
+            produce_mb_per_s: med(&|r| Some(r.produce.mb_per_s())).unwrap_or(0.0),
+            consume_events_per_s: med(&|r| Some(r.consume.events_per_s())).unwrap_or(0.0),
+            consume_mb_per_s: med(&|r| Some(r.consume.mb_per_s())).unwrap_or(0.0),
+            latency_p50_ms: med(&|r| r.latencies.quantile_ms(0.50)),
+            latency_p99_ms: med(&|r| r.latencies.quantile_ms(0.99)),
+            consume_join_s: med(&|r| Some(r.join_seconds)).unwrap_or(0.0),
+        }
+    }
+
+    /// A metric by field name.
+    pub fn get(&self, field: &str) -> Option<f64> {
+        match field {
+            "produce_events_per_s" => Some(self.produce_events_per_s),
+            "produce_mb_per_s" => Some(self.produce_mb_per_s),
+            "consume_events_per_s" => Some(self.consume_events_per_s),
+            "consume_mb_per_s" => Some(self.consume_mb_per_s),
+            "latency_p50_ms" => self.latency_p50_ms,
+            "latency_p99_ms" => self.latency_p99_ms,
+            "consume_join_s" => Some(self.consume_join_s),
+            _ => None,
+        }
+    }
+}
+
+/// Median of the values (mean of the middle two for an even count).
+pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    Some(if v.len() % 2 == 0 {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_and_has_the_size() {
+        let p = payload(100, 42);
+        assert_eq!(p.len(), 100);
+        let (ts, seq) = decode(&p).unwrap_or_default();
+        assert_eq!(seq, 42);
+        assert!(now_micros() >= ts && now_micros() - ts < 10_000_000);
+        assert_eq!(decode(b"short"), None);
+    }
+
+    #[test]
+    fn shares_cover_everything_once() {
+        let parts: Vec<_> = (0..3).map(|i| share(10, 3, i)).collect();
+        assert_eq!(parts, [(0, 3), (3, 6), (6, 10)]);
+    }
+
+    #[test]
+    fn quantiles_and_medians() {
+        let l = Latencies((1..=100).map(|ms| ms * 1000).collect());
+        assert_eq!(l.quantile_ms(0.5), Some(50.0));
+        assert_eq!(l.quantile_ms(0.99), Some(99.0));
+        assert_eq!(Latencies::default().quantile_ms(0.5), None);
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0].into_iter()), Some(2.5));
+        assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn phase_rates() {
+        let p = Phase::new(1000, 100_000, Duration::from_millis(500));
+        assert!((p.events_per_s() - 2000.0).abs() < 1e-6);
+        assert!((p.mb_per_s() - 0.2).abs() < 1e-9);
+    }
+}

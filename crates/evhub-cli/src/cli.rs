@@ -1,0 +1,340 @@
+//! Command-line definition (clap derive). Parsing only: the commands live in `cmd/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Backend selection (first match wins):
+  --config FILE          TOML or JSON config file (`backend = \"kafka\"` ...)
+  --url URL              memory://, kafka://host:9092/hub, eventhubs-kafka://ns/hub, eventhubs://ns/hub
+  EVHUB_CONFIG / EVHUB_URL / EVHUB_BACKEND + EVHUB_<BACKEND>_<KEY>   from the environment
+
+Examples:
+  echo hello | evhub --url kafka://127.0.0.1:9092 produce --hub orders --key customer-7
+  evhub --url kafka://127.0.0.1:9092/orders consume --from earliest --count 10 --format json
+  evhub --config prod.toml consume --hub orders --group billing --commit
+  evhub --url kafka://127.0.0.1:9092 hubs create orders --partitions 4
+  evhub --url kafka://127.0.0.1:9092 hubs orders
+  evhub --url memory:// check
+  evhub --url kafka://127.0.0.1:9092 bench --events 200000 --size 100 --producers 4 --compare-raw
+
+Exit codes:
+  0  success
+  1  runtime error (unreachable service, timeout, hub not found, ...)
+  2  usage or configuration error (bad flag, bad URL, unknown config key)
+  3  `evhub check`: at least one conformance case failed
+
+Errors are printed as one line: `evhub: error: <kind>: <message>` (secrets are never printed).";
+
+/// evhub: produce, consume, inspect and benchmark event hubs on any evhub backend
+/// (memory, kafka, eventhubs-kafka, eventhubs).
+#[derive(Debug, Parser)]
+#[command(name = "evhub", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file (TOML, or JSON by `.json` extension).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "url")]
+    pub config: Option<PathBuf>,
+
+    /// Config URL, e.g. `kafka://127.0.0.1:9092/orders` or `memory://?hubs=orders:4`.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Hub (topic / event hub) to work on; defaults to the hub named in the configuration.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub hub: Option<String>,
+
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish lines from stdin or a file, one event per line.
+    #[command(after_help = "Examples:
+  printf 'a\\nb\\n' | evhub --url kafka://127.0.0.1:9092 produce --hub orders --key k1 --header source=cli
+  evhub --url kafka://127.0.0.1:9092/orders produce --file events.txt --batch 500
+  printf 'k1:a\\nk2:b\\n' | evhub --url kafka://127.0.0.1:9092/orders produce --key-separator :")]
+    Produce(ProduceArgs),
+    /// Read events from a consumer group or straight from the partitions, as raw lines or JSON.
+    #[command(after_help = "Examples:
+  evhub --url kafka://127.0.0.1:9092/orders consume --from earliest --end --format json
+  evhub --url kafka://127.0.0.1:9092/orders consume --group billing --count 100 --commit
+  evhub --url kafka://127.0.0.1:9092/orders consume --from time:2026-01-01T00:00:00Z --count 5
+
+Without --group, every partition is read by a partition reader from --from (default earliest).
+With --group, partitions come from the consumer group; --from earliest|latest sets where
+partitions without a checkpoint start.
+
+JSON lines carry hub, partition, offset, time (enqueue time, RFC 3339), key, headers and
+payload. Byte fields are UTF-8 text when valid, else base64; `*_encoding` says which.")]
+    Consume(ConsumeArgs),
+    /// Show hub metadata (partitions, begin/end offsets, last enqueued) or create a hub.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:
+  evhub --url kafka://127.0.0.1:9092 hubs orders audit
+  evhub --url kafka://127.0.0.1:9092 hubs orders --json
+  evhub --url kafka://127.0.0.1:9092 hubs create orders --partitions 8"
+    )]
+    Hubs(HubsArgs),
+    /// Run the conformance suite against the configured backend and print a table.
+    #[command(after_help = "Examples:
+  evhub --url memory:// check
+  evhub --url kafka://127.0.0.1:9092 check --case round_trip --case batch_send
+  evhub --url kafka://127.0.0.1:9092 check --json
+
+Cases need hubs created through evhub; on backends that cannot create hubs they are reported
+as skipped with the reason. Exit code 3 when any case failed.")]
+    Check(CheckArgs),
+    /// Benchmark: produce N events with P producers, consume them with a group, report
+    /// events/s, MB/s and end-to-end latency; --compare-raw runs the raw client too.
+    #[command(after_help = "Examples:
+  evhub --url memory:// bench --events 1000000
+  evhub --url kafka://127.0.0.1:9092 bench --events 200000 --size 1024 --producers 4 --compare-raw
+  evhub --url kafka://127.0.0.1:9092 bench --compare-raw --rounds 3 --json > result.json
+
+Phases, each timed separately: produce (P producers, send_batch of --batch events, every send
+acknowledged), consume (one consumer-group member reads the backlog; group join excluded),
+latency (producer and consumer run together at --latency-rate events/s; the send time travels
+in the first 8 payload bytes). MB/s counts payload bytes (1 MB = 10^6 bytes).
+--compare-raw repeats the same workload on fresh hubs with the raw client (rdkafka
+FutureProducer / StreamConsumer for kafka and eventhubs-kafka) and prints evhub/raw ratios
+(higher is better for throughput, lower is better for latency).")]
+    Bench(BenchArgs),
+}
+
+/// `evhub produce`.
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Read lines from this file instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Partition key for every event.
+    #[arg(long, conflicts_with = "key_separator")]
+    pub key: Option<String>,
+    /// Split each line at the first SEP into key and payload (lines without SEP get no key).
+    #[arg(long, value_name = "SEP")]
+    pub key_separator: Option<String>,
+    /// Header `name=value`; repeatable, order kept.
+    #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// Send to this partition instead of placing by key.
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// Events per `send_batch` call; a partial batch is sent when input pauses.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Print where each event was stored (`partition offset`) to stdout.
+    #[arg(long)]
+    pub print_delivery: bool,
+}
+
+/// `evhub consume --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The payload bytes followed by a newline.
+    Raw,
+    /// One JSON object per event.
+    Json,
+}
+
+/// `evhub consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Consumer group; without it every partition is read by a partition reader.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Start position: earliest, latest, offset:N, time:RFC3339 (offset/time need no group).
+    #[arg(long, value_name = "POSITION", value_parser = parse_from)]
+    pub from: Option<From>,
+    /// Only these partitions (repeatable; partition readers only).
+    #[arg(long = "partition", value_name = "N")]
+    pub partitions: Vec<u32>,
+    /// Stop after N events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop at the end offsets seen at start (partition readers only).
+    #[arg(long)]
+    pub end: bool,
+    /// Commit the checkpoint of every printed event (needs --group).
+    #[arg(long)]
+    pub commit: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Raw)]
+    pub format: Format,
+    /// Give up after this long (e.g. `30s`); an error if --count was not reached.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Stop quietly when no event arrived for this long (e.g. `5s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle: Option<Duration>,
+}
+
+/// Parsed `--from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum From {
+    /// `earliest`.
+    Earliest,
+    /// `latest`.
+    Latest,
+    /// `offset:N`.
+    Offset(i64),
+    /// `time:RFC3339`.
+    Time(std::time::SystemTime),
+}
+
+/// `evhub hubs`.
+#[derive(Debug, Args)]
+pub struct HubsArgs {
+    /// `create`.
+    #[command(subcommand)]
+    pub action: Option<HubsAction>,
+    /// Hubs to show; default the configured hub (--hub or the config's `hub`).
+    pub names: Vec<String>,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `evhub hubs <action>`.
+#[derive(Debug, Subcommand)]
+pub enum HubsAction {
+    /// Create a hub (backends with the create_hub capability).
+    Create {
+        /// Hub name.
+        name: String,
+        /// Partition count.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: u32,
+    },
+}
+
+/// `evhub check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Run only these cases (repeatable); default all.
+    #[arg(long = "case", value_name = "NAME")]
+    pub cases: Vec<String>,
+    /// List the cases and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+    /// How long a case waits for events or a group to settle.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub case_timeout: Duration,
+}
+
+/// `evhub bench`.
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Events to produce and consume.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events: u64,
+    /// Payload size in bytes (at least 16: send time and sequence number).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
+    pub size: u64,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub producers: u32,
+    /// Events per `send_batch` call.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Partitions of the benchmark hubs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub partitions: u32,
+    /// Events sent during the latency phase (0 skips it).
+    #[arg(long, default_value_t = 5_000)]
+    pub latency_events: u64,
+    /// Send rate of the latency phase, events per second.
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub latency_rate: u64,
+    /// Run the same workload through the raw client and print evhub/raw ratios.
+    #[arg(long)]
+    pub compare_raw: bool,
+    /// Repeat evhub and raw runs alternately this many times; the median is reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+    /// Upper bound for each phase.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
+    pub phase_timeout: Duration,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("header `{s}` is not NAME=VALUE")),
+    }
+}
+
+fn parse_from(s: &str) -> Result<From, String> {
+    let lower = s.to_ascii_lowercase();
+    if lower == "earliest" || lower == "beginning" {
+        return Ok(From::Earliest);
+    }
+    if lower == "latest" || lower == "end" {
+        return Ok(From::Latest);
+    }
+    if let Some(n) = s.strip_prefix("offset:") {
+        return n
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(From::Offset)
+            .ok_or_else(|| format!("`{n}` is not a non-negative offset"));
+    }
+    if let Some(t) = s.strip_prefix("time:") {
+        return time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map(|t| From::Time(t.into()))
+            .map_err(|e| format!("`{t}` is not an RFC 3339 time: {e}"));
+    }
+    Err(format!(
+        "`{s}` is not a position: use earliest, latest, offset:N or time:RFC3339"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn from_positions_parse() {
+        assert_eq!(parse_from("earliest").unwrap(), From::Earliest);
+        assert_eq!(parse_from("LATEST").unwrap(), From::Latest);
+        assert_eq!(parse_from("offset:42").unwrap(), From::Offset(42));
+        assert!(parse_from("offset:-1").is_err());
+        assert!(parse_from("offset:x").is_err());
+        let From::Time(t) = parse_from("time:2026-01-02T03:04:05Z").unwrap() else {
+            panic!("not a time")
+        };
+        let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(secs, 1_767_323_045);
+        assert!(parse_from("time:yesterday").is_err());
+        assert!(parse_from("middle").is_err());
+    }
+
+    #[test]
+    fn headers_parse_keeping_equals_in_value() {
+        assert_eq!(
+            parse_header("a=b=c").unwrap(),
+            ("a".to_owned(), "b=c".to_owned())
+        );
+        assert!(parse_header("=x").is_err());
+        assert!(parse_header("novalue").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
