@@ -89,6 +89,13 @@ impl Deref for Hub {
 pub async fn connect(config: &Config) -> Result<Arc<dyn Backend>> {
     match config {
         Config::Memory(c) => Ok(Arc::new(memory::MemoryBackend::try_new(c.clone())?)),
+        #[cfg(feature = "kafka")]
+        Config::Kafka(c) => Ok(Arc::new(evhub_kafka::KafkaBackend::connect(c).await?)),
+        #[cfg(feature = "kafka")]
+        Config::EventHubsKafka(c) => Ok(Arc::new(
+            evhub_kafka::KafkaBackend::connect_event_hubs(c).await?,
+        )),
+        #[allow(unreachable_patterns)]
         other => Err(Error::config(format!(
             "backend `{}` is not compiled in: enable the `{}` feature of the evhub crate",
             other.backend_id(),
