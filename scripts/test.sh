@@ -22,6 +22,7 @@ SUMMARY="$LOG_DIR/summary.txt"
 
 failed_stages=()
 kafka_started=0
+azurite_started=0
 
 say() { printf '\n==> %s\n' "$*"; }
 stage_failed() { failed_stages+=("$1"); printf 'test.sh: stage failed: %s\n' "$1" >&2; }
@@ -30,6 +31,9 @@ cleanup() {
   local code=$?
   if [ "$kafka_started" = 1 ]; then
     scripts/kafka.sh stop >/dev/null 2>&1 || true
+  fi
+  if [ "$azurite_started" = 1 ]; then
+    scripts/azurite.sh stop >/dev/null 2>&1 || true
   fi
   exit "$code"
 }
@@ -89,12 +93,41 @@ if [ "${EVHUB_TEST_SKIP_KAFKA:-0}" != 1 ]; then
   fi
 fi
 
+if [ -f scripts/azurite.sh ]; then
+  say "starting Azurite (Blob storage for checkpoint stores, 127.0.0.1)"
+  if bash scripts/azurite.sh start; then
+    azurite_started=1
+    eval "$(bash scripts/azurite.sh env)"
+  else
+    stage_failed azurite-start
+  fi
+fi
+
 say "cargo test --workspace"
 run_logged cargo-test cargo test --workspace --all-features --no-fail-fast || stage_failed cargo-test
 
 if [ -x scripts/emulator-py-tests.sh ] || [ -f scripts/emulator-py-tests.sh ]; then
   say "Event Hubs emulator vs Microsoft's Python SDK"
   run_logged emulator-py bash scripts/emulator-py-tests.sh || stage_failed emulator-py
+fi
+
+# One check of a whole example run: counts as one test in the summary.
+example_check() {
+  local name="$1"; shift
+  if "$@" >"$LOG_DIR/example-$name.log" 2>&1; then
+    echo "example $name: ok"; echo "1 0 0 0" >>"$SUMMARY"
+  else
+    echo "example $name: FAILED (log: $LOG_DIR/example-$name.log)"; tail -5 "$LOG_DIR/example-$name.log"
+    echo "0 1 0 0" >>"$SUMMARY"; stage_failed "example-$name"
+  fi
+}
+
+say "examples: quickstart, and switch_by_config on every backend by config only"
+example_check quickstart cargo run -q --example quickstart
+example_check switch-memory cargo run -q --example switch_by_config --all-features -- examples/config/memory.toml
+if [ -n "${EVHUB_TEST_KAFKA_BOOTSTRAP:-}" ]; then
+  example_check switch-kafka env EVHUB_URL="kafka://$EVHUB_TEST_KAFKA_BOOTSTRAP/switch-by-config" \
+    cargo run -q --example switch_by_config --all-features
 fi
 
 say "infra: checkov static scan"
