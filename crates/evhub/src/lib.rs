@@ -95,6 +95,10 @@ pub async fn connect(config: &Config) -> Result<Arc<dyn Backend>> {
         Config::EventHubsKafka(c) => Ok(Arc::new(
             evhub_kafka::KafkaBackend::connect_event_hubs(c).await?,
         )),
+        #[cfg(feature = "eventhubs")]
+        Config::EventHubs(c) => Ok(Arc::new(
+            evhub_eventhubs::EventHubsBackend::connect(c).await?,
+        )),
         #[allow(unreachable_patterns)]
         other => Err(Error::config(format!(
             "backend `{}` is not compiled in: enable the `{}` feature of the evhub crate",

@@ -1,0 +1,186 @@
+//! Partition reader: one partition from a start position, outside any load balancing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use azure_messaging_eventhubs::{ConsumerClient, OpenReceiverOptions, StartLocation};
+use evhub_core::telemetry::receive_span;
+use evhub_core::{Error, PartitionId, PartitionReader, ReceivedEvent, Result, StartPosition};
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::connector::Connector;
+use crate::convert::from_received;
+use crate::error::from_hubs;
+
+/// Events buffered between the SDK receiver and `recv`.
+const BUFFER: usize = 512;
+
+/// SDK start position for an evhub start position.
+pub(crate) fn sdk_start(start: &StartPosition) -> azure_messaging_eventhubs::StartPosition {
+    let (location, inclusive) = match start {
+        StartPosition::Earliest => (StartLocation::Earliest, false),
+        StartPosition::Latest => (StartLocation::Latest, false),
+        StartPosition::Offset(seq) => (StartLocation::SequenceNumber(*seq), true),
+        StartPosition::After(seq) => (StartLocation::SequenceNumber(*seq), false),
+        StartPosition::Time(t) => (StartLocation::EnqueuedTime(*t), true),
+    };
+    azure_messaging_eventhubs::StartPosition {
+        location,
+        inclusive,
+    }
+}
+
+/// Reads one partition through its own AMQP connection.
+pub struct EventHubsReader {
+    hub: String,
+    partition: PartitionId,
+    events: Mutex<mpsc::Receiver<Result<ReceivedEvent>>>,
+    stop: watch::Sender<bool>,
+    closed: AtomicBool,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for EventHubsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHubsReader")
+            .field("hub", &self.hub)
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventHubsReader {
+    pub(crate) async fn open(
+        connector: &Connector,
+        hub: &str,
+        group: &str,
+        partition: PartitionId,
+        start: &StartPosition,
+    ) -> Result<Self> {
+        let client = connector.consumer(hub, group).await?;
+        // Fails early with NotFound for a missing hub or partition.
+        let probe = async {
+            client
+                .get_partition_properties(&partition.to_string())
+                .await
+                .map_err(|e| from_hubs(&format!("hub `{hub}` partition {partition}"), e))
+        };
+        if let Err(e) = connector.timed("reading partition properties", probe).await {
+            let _ = client.close().await;
+            return Err(e);
+        }
+        let options = OpenReceiverOptions {
+            start_position: Some(sdk_start(start)),
+            prefetch: Some(300),
+            ..Default::default()
+        };
+        let receiver = client
+            .open_receiver_on_partition(partition.to_string(), Some(options))
+            .await
+            .map_err(|e| from_hubs(&format!("reading hub `{hub}` partition {partition}"), e))?;
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(pump(
+            client,
+            receiver,
+            hub.to_owned(),
+            partition,
+            tx,
+            stop_rx,
+        ));
+        Ok(Self {
+            hub: hub.to_owned(),
+            partition,
+            events: Mutex::new(rx),
+            stop,
+            closed: AtomicBool::new(false),
+            task: std::sync::Mutex::new(Some(task)),
+        })
+    }
+}
+
+async fn pump(
+    client: ConsumerClient,
+    receiver: azure_messaging_eventhubs::EventReceiver,
+    hub: String,
+    partition: PartitionId,
+    tx: mpsc::Sender<Result<ReceivedEvent>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    {
+        let mut stream = std::pin::pin!(receiver.stream_events());
+        loop {
+            let item = tokio::select! {
+                _ = stop.changed() => break,
+                item = stream.next() => item,
+            };
+            let converted = match item {
+                Some(Ok(data)) => from_received(&hub, partition, &data),
+                Some(Err(e)) => Err(from_hubs(
+                    &format!("reading hub `{hub}` partition {partition}"),
+                    e,
+                )),
+                None => break,
+            };
+            let failed = converted.is_err();
+            if tx.send(converted).await.is_err() || failed {
+                break;
+            }
+        }
+    }
+    let _ = receiver.close().await;
+    let _ = client.close().await;
+}
+
+#[async_trait]
+impl PartitionReader for EventHubsReader {
+    fn hub(&self) -> &str {
+        &self.hub
+    }
+
+    fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    async fn recv(&self) -> Result<ReceivedEvent> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("partition reader"));
+        }
+        let mut events = self.events.lock().await;
+        match events.recv().await {
+            Some(Ok(event)) => {
+                let _span =
+                    receive_span("eventhubs", &self.hub, None, event.partition, event.offset)
+                        .entered();
+                Ok(event)
+            }
+            Some(Err(e)) => Err(e),
+            None if self.closed.load(Ordering::Acquire) => Err(Error::closed("partition reader")),
+            None => Err(Error::new(
+                evhub_core::ErrorKind::Unavailable,
+                format!(
+                    "receiver of hub `{}` partition {} stopped",
+                    self.hub, self.partition
+                ),
+            )),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        let _ = self.stop.send(true);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for EventHubsReader {
+    fn drop(&mut self) {
+        // The pump closes the link and the connection when it sees the stop signal.
+        let _ = self.stop.send(true);
+    }
+}
