@@ -2,7 +2,7 @@
 //!
 //! A background task keeps polling librdkafka, so heartbeats, rebalances and the rebalance
 //! callbacks run even while the application is busy between two `recv` calls. Fetched events
-//! wait in a bounded queue tagged with the assignment generation of their partition; events of
+//! wait in a bounded queue (in batches of what librdkafka had ready) tagged with the assignment generation of their partition; events of
 //! a partition that was revoked meanwhile are dropped there, and the next owner reads them
 //! again from the last committed offset (at-least-once).
 //!
@@ -10,6 +10,7 @@
 //! waits for the broker. A commit still in flight when a rebalance revokes the partition is
 //! committed by the revocation callback before the partition moves.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use evhub_core::{
     telemetry, Checkpoint, Consumer, ConsumerOptions, Error, ErrorKind, InitialPosition,
     PartitionId, ReceivedEvent, Result,
 };
+use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -32,8 +34,9 @@ use crate::config::ClientKind;
 use crate::context::{lock, EvhubContext, GroupShared};
 use crate::error::map_kafka_error;
 
-/// Events fetched ahead of the application.
-const QUEUE_DEPTH: usize = 1024;
+/// Batches fetched ahead of the application, and events per batch.
+const QUEUE_DEPTH: usize = 8;
+const BATCH_MAX: usize = 256;
 
 type Member = StreamConsumer<EvhubContext>;
 
@@ -49,7 +52,7 @@ pub struct KafkaConsumer {
     group: String,
     shared: Arc<GroupShared>,
     consumer: Mutex<Option<Arc<Member>>>,
-    queue: tokio::sync::Mutex<mpsc::Receiver<Item>>,
+    queue: tokio::sync::Mutex<(mpsc::Receiver<Vec<Item>>, VecDeque<Item>)>,
     stop: watch::Sender<bool>,
     driver: Mutex<Option<tokio::task::JoinHandle<Arc<Member>>>>,
     closed: AtomicBool,
@@ -144,7 +147,7 @@ impl KafkaConsumer {
             group: options.group,
             shared,
             consumer: Mutex::new(Some(consumer)),
-            queue: tokio::sync::Mutex::new(rx),
+            queue: tokio::sync::Mutex::new((rx, VecDeque::new())),
             stop,
             driver: Mutex::new(Some(driver)),
             closed: AtomicBool::new(false),
@@ -208,40 +211,60 @@ impl KafkaConsumer {
 async fn drive(
     consumer: Arc<Member>,
     shared: Arc<GroupShared>,
-    tx: mpsc::Sender<Item>,
+    tx: mpsc::Sender<Vec<Item>>,
     mut stop: watch::Receiver<bool>,
 ) -> Arc<Member> {
     loop {
-        let item = tokio::select! {
+        let first = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            message = consumer.recv() => match message {
-                Ok(message) => {
-                    let Some(event) = received_event(&message) else { continue };
-                    // Tagged now: callbacks run on this task, so the generation is exact.
-                    match shared.generation_of(event.partition) {
-                        Some(generation) => Item::Event(event, generation),
-                        None => continue,
-                    }
-                }
-                Err(e) => {
-                    let err = map_kafka_error("consuming", e);
-                    match err.kind() {
-                        // Transient fetch problems are retried by librdkafka itself.
-                        ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Other => {
-                            tracing::debug!("consumer: {err}");
-                            continue;
-                        }
-                        _ => Item::Error(err),
-                    }
-                }
-            },
+            message = consumer.recv() => message,
         };
+        // Take what librdkafka already has queued without waiting: one hand-over per batch
+        // instead of one cross-thread wake-up per event.
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            if let Some(item) = to_item(&shared, message) {
+                batch.push(item);
+            }
+            if batch.len() < BATCH_MAX {
+                next = consumer.recv().now_or_never();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            sent = tx.send(item) => if sent.is_err() { break },
+            sent = tx.send(batch) => if sent.is_err() { break },
         }
     }
     consumer
+}
+
+fn to_item(
+    shared: &GroupShared,
+    message: std::result::Result<BorrowedMessage<'_>, KafkaError>,
+) -> Option<Item> {
+    match message {
+        Ok(message) => {
+            let event = received_event(&message)?;
+            // Tagged now: rebalance callbacks run on this task, so the generation is exact.
+            let generation = shared.generation_of(event.partition)?;
+            Some(Item::Event(event, generation))
+        }
+        Err(e) => {
+            let err = map_kafka_error("consuming", e);
+            match err.kind() {
+                // Transient fetch problems are retried by librdkafka itself.
+                ErrorKind::Unavailable | ErrorKind::Timeout | ErrorKind::Other => {
+                    tracing::debug!("consumer: {err}");
+                    None
+                }
+                _ => Some(Item::Error(err)),
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -257,21 +280,30 @@ impl Consumer for KafkaConsumer {
     async fn recv(&self) -> Result<ReceivedEvent> {
         self.ensure_open()?;
         let mut stop = self.stop.subscribe();
-        let mut queue = self.queue.lock().await;
+        let mut guard = self.queue.lock().await;
+        let (queue, buffer) = &mut *guard;
         loop {
             self.ensure_open()?;
-            let item = tokio::select! {
-                item = queue.recv() => item,
-                _ = stop.wait_for(|s| *s) => None,
-            };
-            match item {
-                None => return Err(Error::closed("consumer")),
+            if buffer.is_empty() {
+                let batch = tokio::select! {
+                    batch = queue.recv() => batch,
+                    _ = stop.wait_for(|s| *s) => None,
+                };
+                match batch {
+                    Some(batch) => buffer.extend(batch),
+                    None => return Err(Error::closed("consumer")),
+                }
+            }
+            match buffer.pop_front() {
+                None => continue,
                 Some(Item::Error(e)) => return Err(e),
                 Some(Item::Event(event, generation)) => {
-                    if !self.shared.is_current(event.partition, generation) {
+                    if !self
+                        .shared
+                        .deliver(event.partition, generation, event.offset)
+                    {
                         continue;
                     }
-                    self.shared.delivered(event.partition, event.offset);
                     let _span = telemetry::receive_span(
                         self.backend.settings().backend_id,
                         &self.hub,

@@ -22,25 +22,25 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// State shared between a group member and its rebalance callbacks.
 #[derive(Debug, Default)]
 pub struct GroupShared {
-    /// Owned partitions and the assignment generation each was (re)assigned in.
-    assigned: Mutex<BTreeMap<PartitionId, u64>>,
+    /// Owned partitions: the assignment generation each was (re)assigned in, and the highest
+    /// offset handed to the application since.
+    assigned: Mutex<BTreeMap<PartitionId, Owned>>,
     generation: Mutex<u64>,
     /// Checkpoints asked for but not yet confirmed by the broker: Kafka offset to commit
     /// (event offset + 1) per partition.
     pending: Mutex<HashMap<PartitionId, i64>>,
-    /// Highest offset handed to the application per partition.
-    delivered: Mutex<HashMap<PartitionId, i64>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    generation: u64,
+    delivered: Option<i64>,
 }
 
 impl GroupShared {
     /// Generation of `partition`'s current assignment, `None` when not owned.
     pub fn generation_of(&self, partition: PartitionId) -> Option<u64> {
-        lock(&self.assigned).get(&partition).copied()
-    }
-
-    /// Whether an event fetched under `generation` may still be handed out.
-    pub fn is_current(&self, partition: PartitionId, generation: u64) -> bool {
-        self.generation_of(partition) == Some(generation)
+        lock(&self.assigned).get(&partition).map(|o| o.generation)
     }
 
     /// Owned partitions, ascending.
@@ -79,16 +79,23 @@ impl GroupShared {
             .collect()
     }
 
-    /// Notes that `offset` of `partition` was handed to the application.
-    pub fn delivered(&self, partition: PartitionId, offset: i64) {
-        let mut d = lock(&self.delivered);
-        let e = d.entry(partition).or_insert(offset);
-        *e = (*e).max(offset);
+    /// If an event fetched under `generation` may still be handed out, notes that `offset` of
+    /// `partition` was handed to the application and returns true (one lock per event).
+    pub fn deliver(&self, partition: PartitionId, generation: u64, offset: i64) -> bool {
+        match lock(&self.assigned).get_mut(&partition) {
+            Some(owned) if owned.generation == generation => {
+                owned.delivered = Some(owned.delivered.map_or(offset, |d| d.max(offset)));
+                true
+            }
+            _ => false,
+        }
     }
 
-    /// Highest offset of `partition` handed to the application.
+    /// Highest offset of `partition` handed to the application in its current assignment.
     pub fn max_delivered(&self, partition: PartitionId) -> Option<i64> {
-        lock(&self.delivered).get(&partition).copied()
+        lock(&self.assigned)
+            .get(&partition)
+            .and_then(|o| o.delivered)
     }
 }
 
@@ -258,7 +265,13 @@ impl ConsumerContext for EvhubContext {
             let mut assigned = lock(&shared.assigned);
             for e in tpl.elements_for_topic(hub) {
                 if let Ok(p) = PartitionId::try_from(e.partition()) {
-                    assigned.insert(p, generation);
+                    assigned.insert(
+                        p,
+                        Owned {
+                            generation,
+                            delivered: None,
+                        },
+                    );
                 }
             }
             tracing::info!(

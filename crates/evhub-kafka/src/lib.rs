@@ -43,6 +43,9 @@ mod oauth;
 mod producer;
 mod reader;
 
+#[cfg(test)]
+mod mock_tests;
+
 pub use backend::KafkaBackend;
 pub use config::{ClientKind, Settings, DEFAULT_MAX_EVENT_BYTES, EVENT_HUBS_MESSAGE_MAX_BYTES};
 pub use error::{kind_of_code, map_kafka_error};

@@ -76,36 +76,47 @@ impl KafkaProducer {
     /// Hands one event to librdkafka's queue (waiting while the queue is full) and returns
     /// the acknowledgement future. Enqueue order is send order, so per-partition order holds.
     async fn enqueue(&self, event: &Event) -> Result<DeliveryFuture> {
-        let mut headers = OwnedHeaders::new_with_capacity(event.headers.len());
-        for (name, value) in &event.headers {
-            headers = headers.insert(Header {
-                key: name.as_str(),
-                value: Some(&value[..]),
-            });
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.hub).payload(&event.payload[..]);
+        // Native header lists cost an allocation each: only build one when there are headers.
+        if !event.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(event.headers.len());
+            for (name, value) in &event.headers {
+                headers = headers.insert(Header {
+                    key: name.as_str(),
+                    value: Some(&value[..]),
+                });
+            }
+            record = record.headers(headers);
         }
-        let timestamp = event
+        if let Some(key) = &event.key {
+            record = record.key(&key[..]);
+        }
+        if let Some(p) = event.partition {
+            record = record.partition(p as i32);
+        }
+        if let Some(ts) = event
             .timestamp
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .and_then(|d| i64::try_from(d.as_millis()).ok());
-        let deadline = Instant::now() + self.backend.settings().request_timeout;
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+        {
+            record = record.timestamp(ts);
+        }
+        let mut deadline = None;
         loop {
-            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.hub)
-                .payload(&event.payload[..])
-                .headers(headers.clone());
-            if let Some(key) = &event.key {
-                record = record.key(&key[..]);
-            }
-            if let Some(p) = event.partition {
-                record = record.partition(p as i32);
-            }
-            if let Some(ts) = timestamp {
-                record = record.timestamp(ts);
-            }
             match self.backend.inner.producer.send_result(record) {
                 Ok(future) => return Ok(future),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
-                    if Instant::now() < deadline =>
-                {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    // librdkafka's queue is full: wait for acknowledgements to make room.
+                    let limit = *deadline.get_or_insert_with(|| {
+                        Instant::now() + self.backend.settings().request_timeout
+                    });
+                    if Instant::now() >= limit {
+                        return Err(self.send_error(KafkaError::MessageProduction(
+                            RDKafkaErrorCode::QueueFull,
+                        )));
+                    }
+                    record = returned;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 Err((e, _)) => return Err(self.send_error(e)),
