@@ -122,6 +122,47 @@ fn every_tf_file_parses_and_each_module_has_the_standard_files() {
     }
 }
 
+/// Every file under `dir` (recursively) whose name ends with `suffix`.
+fn files_ending_with(dir: &Path, suffix: &str, found: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files_ending_with(&path, suffix, found);
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn terraform_test_files_parse_and_exercise_the_azure_module() {
+    let mut tests = Vec::new();
+    files_ending_with(&infra_dir(), ".tftest.hcl", &mut tests);
+    assert!(
+        tests
+            .iter()
+            .any(|path| path.starts_with(infra_dir().join("azure-eventhubs/tests"))),
+        "infra/azure-eventhubs/tests has no .tftest.hcl: {tests:?}"
+    );
+    for path in tests {
+        let body = hcl::parse(&fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+        let runs = body.blocks().filter(|b| b.identifier() == "run").count();
+        assert!(runs > 0, "{} has no run blocks", path.display());
+        // Mocked providers keep `terraform test` free of credentials and cloud calls.
+        let mocked: BTreeSet<&str> = body
+            .blocks()
+            .filter(|b| b.identifier() == "mock_provider")
+            .map(|b| label(b, 0))
+            .collect();
+        assert!(
+            mocked.contains("azurerm"),
+            "{} must mock azurerm",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn every_contract_output_exists_in_its_module_and_is_sensitive_exactly_when_secret() {
     let modules = modules();
