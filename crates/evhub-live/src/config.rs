@@ -25,6 +25,30 @@ impl LiveConfig {
         Self::from_lookup(target, |name| std::env::var(name).ok())
     }
 
+    /// [`LiveConfig::from_env`] for the top of a live test: `None` after printing the
+    /// [`SkipReason`] line to stderr, so the test can return early and still say why.
+    ///
+    /// ```
+    /// use evhub_live::{LiveConfig, Target};
+    ///
+    /// fn live_kafka_round_trip() {
+    ///     let Some(live) = LiveConfig::from_env_or_skip(Target::Kafka) else {
+    ///         return;
+    ///     };
+    ///     let _topic = live.require("EVHUB_LIVE_KAFKA_TOPIC");
+    /// }
+    /// live_kafka_round_trip();
+    /// ```
+    pub fn from_env_or_skip(target: Target) -> Option<LiveConfig> {
+        match Self::from_env(target) {
+            Ok(config) => Some(config),
+            Err(skip) => {
+                eprintln!("{skip}");
+                None
+            }
+        }
+    }
+
     /// Like [`LiveConfig::from_env`], with values from `lookup` instead of the environment.
     pub fn from_lookup<F>(target: Target, mut lookup: F) -> Result<LiveConfig, SkipReason>
     where
