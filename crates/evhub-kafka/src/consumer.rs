@@ -444,3 +444,99 @@ impl Drop for KafkaConsumer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Instant;
+
+    use evhub_core::config::KafkaConfig;
+    use evhub_core::{Backend, Event, HubOptions};
+    use rdkafka::consumer::BaseConsumer;
+
+    use super::*;
+
+    /// A checkpoint the application committed but the broker had not confirmed yet when the
+    /// partition was revoked is committed by the revocation callback.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn revocation_commits_pending_checkpoints() {
+        let Ok(bootstrap) = std::env::var("EVHUB_TEST_KAFKA_BOOTSTRAP") else {
+            eprintln!("revocation_commits_pending_checkpoints: skipped: no Kafka broker; run scripts/test.sh");
+            return;
+        };
+        let mut config = KafkaConfig::new(bootstrap);
+        config.session_timeout_ms = Some(6_000);
+        let backend = KafkaBackend::connect(&config).await.unwrap();
+        let hub = format!("evhub-revoke-{}", uuid::Uuid::new_v4().simple());
+        backend
+            .create_hub(&hub, HubOptions::with_partitions(1))
+            .await
+            .unwrap();
+        let events = (0..10).map(|i| Event::new(format!("e{i}"))).collect();
+        backend
+            .producer(&hub)
+            .await
+            .unwrap()
+            .send_batch(events)
+            .await
+            .unwrap();
+        let group = format!("evhub-revoke-g-{}", uuid::Uuid::new_v4().simple());
+        let a = KafkaConsumer::join(backend.clone(), hub.clone(), ConsumerOptions::new(&group))
+            .await
+            .unwrap();
+        for _ in 0..10 {
+            tokio::time::timeout(Duration::from_secs(30), a.recv())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        // As if `commit` of offset 5 had been called and its broker round trip not yet run.
+        a.shared.add_pending(0, 6);
+        let generation = a.shared.generation_of(0).unwrap();
+        let b = KafkaConsumer::join(backend.clone(), hub.clone(), ConsumerOptions::new(&group))
+            .await
+            .unwrap();
+        // Joining b makes the group rebalance: a's partition is revoked (and reassigned).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.shared.generation_of(0) == Some(generation) {
+            assert!(Instant::now() < deadline, "no rebalance within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            a.shared.take_pending(None).is_empty(),
+            "pending checkpoint left behind"
+        );
+        let probe: BaseConsumer = backend
+            .settings()
+            .client_config(ClientKind::Reader)
+            .set("group.id", &group)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&hub, 0);
+        let committed = blocking(move || probe.committed_offsets(list, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .unwrap();
+        let offset = committed.find_partition(&hub, 0).unwrap().offset();
+        assert_eq!(offset, Offset::Offset(6));
+        a.close().await.unwrap();
+        b.close().await.unwrap();
+    }
+
+    #[test]
+    fn pending_checkpoints_keep_the_highest_and_confirm_clears() {
+        let shared = GroupShared::default();
+        shared.add_pending(1, 5);
+        shared.add_pending(1, 3);
+        shared.add_pending(2, 9);
+        shared.confirm(2, 8); // an older commit's confirmation keeps the newer pending one
+        let mut pending = shared.take_pending(Some(&[1, 2, 3]));
+        pending.sort_unstable();
+        assert_eq!(pending, vec![(1, 5), (2, 9)]);
+        shared.add_pending(4, 2);
+        shared.confirm(4, 2);
+        assert!(shared.take_pending(None).is_empty());
+    }
+}
