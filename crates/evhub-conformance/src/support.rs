@@ -72,23 +72,7 @@ pub(crate) async fn recv_n(
     consumer: &dyn Consumer,
     n: usize,
 ) -> Result<Vec<ReceivedEvent>, Failure> {
-    let deadline = Instant::now() + h.timeout();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, consumer.recv()).await {
-            Ok(event) => out.push(event?),
-            Err(_) => {
-                return Err(Failure(format!(
-                    "received {} of {n} events within {:?}: {:?}",
-                    out.len(),
-                    h.timeout(),
-                    out.iter().map(text).collect::<Vec<_>>()
-                )))
-            }
-        }
-    }
-    Ok(out)
+    take_n(h, n, || consumer.recv()).await
 }
 
 /// Receives exactly `n` events from a partition reader or fails after the harness timeout.
@@ -97,17 +81,30 @@ pub(crate) async fn read_n(
     reader: &dyn PartitionReader,
     n: usize,
 ) -> Result<Vec<ReceivedEvent>, Failure> {
+    take_n(h, n, || reader.recv()).await
+}
+
+async fn take_n<F, Fut>(
+    h: &dyn Harness,
+    n: usize,
+    mut next: F,
+) -> Result<Vec<ReceivedEvent>, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = evhub_core::Result<ReceivedEvent>>,
+{
     let deadline = Instant::now() + h.timeout();
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, reader.recv()).await {
+        match tokio::time::timeout(left, next()).await {
             Ok(event) => out.push(event?),
             Err(_) => {
                 return Err(Failure(format!(
-                    "read {} of {n} events within {:?}",
+                    "received {} of {n} events within {:?}: {:?}",
                     out.len(),
-                    h.timeout()
+                    h.timeout(),
+                    out.iter().map(text).collect::<Vec<_>>()
                 )))
             }
         }
