@@ -97,8 +97,87 @@ fn value_len(data: &[u8]) -> Option<usize> {
     }
 }
 
+/// Field count of composites nested in performatives that `pyamqp` indexes:
+/// error, received, rejected, modified, source, target.
+fn nested_field_count(code: u8) -> Option<usize> {
+    match code {
+        0x1d => Some(3),
+        0x23 => Some(2),
+        0x25 => Some(1),
+        0x27 => Some(3),
+        0x28 => Some(11),
+        0x29 => Some(7),
+        _ => None,
+    }
+}
+
+/// Splits an encoded list into its element slices; returns them and the
+/// number of bytes the list occupies.
+fn list_elements(list: &[u8]) -> Option<(Vec<&[u8]>, usize)> {
+    let (count, mut elements, list_len) = match *list.first()? {
+        LIST0 => (0usize, &list[0..0], 1usize),
+        LIST8 => {
+            let size = *list.get(1)? as usize;
+            let count = *list.get(2)? as usize;
+            (count, list.get(3..2 + size)?, 2 + size)
+        }
+        LIST32 => {
+            let size = u32::from_be_bytes(list.get(1..5)?.try_into().ok()?) as usize;
+            let count = u32::from_be_bytes(list.get(5..9)?.try_into().ok()?) as usize;
+            (count, list.get(9..5 + size)?, 5 + size)
+        }
+        _ => return None,
+    };
+    let mut fields = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = value_len(elements)?;
+        fields.push(&elements[..len]);
+        elements = &elements[len..];
+    }
+    Some((fields, list_len))
+}
+
+fn write_list(out: &mut Vec<u8>, fields: &[Vec<u8>]) {
+    let element_len: usize = fields.iter().map(|f| f.len()).sum();
+    if element_len < 255 {
+        out.push(LIST8);
+        out.push((element_len + 1) as u8);
+        out.push(fields.len() as u8);
+    } else {
+        out.push(LIST32);
+        out.extend_from_slice(&((element_len + 4) as u32).to_be_bytes());
+        out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
+    }
+    for field in fields {
+        out.extend_from_slice(field);
+    }
+}
+
+/// Copies one encoded value, completing nested composites on the way.
+fn complete_value(data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() > 3 && data[0] == 0x00 && data[1] == SMALL_ULONG {
+        if let Some(expected) = nested_field_count(data[2]) {
+            if let Some((fields, _)) = list_elements(&data[3..]) {
+                let mut completed = fields
+                    .iter()
+                    .map(|f| complete_value(f))
+                    .collect::<Option<Vec<_>>>()?;
+                while completed.len() < expected {
+                    completed.push(vec![NULL]);
+                }
+                let mut out = data[..3].to_vec();
+                write_list(&mut out, &completed);
+                return Some(out);
+            }
+        }
+    }
+    let len = value_len(data)?;
+    Some(data[..len].to_vec())
+}
+
 /// Returns the frame with its performative list completed (all fields
-/// present, spec defaults instead of nulls), or `None` to keep it as is.
+/// present, spec defaults instead of nulls, nested errors, outcomes and
+/// termini completed too), or `None` when nothing changes.
 pub(crate) fn pad_frame(frame: &[u8]) -> Option<Vec<u8>> {
     if frame.len() < 8 {
         return None;
@@ -119,35 +198,22 @@ pub(crate) fn pad_frame(frame: &[u8]) -> Option<Vec<u8>> {
     };
     let expected = field_count(frame_type, code)?;
     let list = body.get(1 + descriptor_len..)?;
-    let (count, mut elements, list_len) = match *list.first()? {
-        LIST0 => (0usize, &list[0..0], 1usize),
-        LIST8 => {
-            let size = *list.get(1)? as usize;
-            let count = *list.get(2)? as usize;
-            (count, list.get(3..2 + size)?, 2 + size)
-        }
-        LIST32 => {
-            let size = u32::from_be_bytes(list.get(1..5)?.try_into().ok()?) as usize;
-            let count = u32::from_be_bytes(list.get(5..9)?.try_into().ok()?) as usize;
-            (count, list.get(9..5 + size)?, 5 + size)
-        }
-        _ => return None,
-    };
+    let (original, list_len) = list_elements(list)?;
     let rest = &list[list_len..];
-    let mut fields: Vec<&[u8]> = Vec::with_capacity(expected.max(count));
-    for _ in 0..count {
-        let len = value_len(elements)?;
-        fields.push(&elements[..len]);
-        elements = &elements[len..];
+    let mut fields = Vec::with_capacity(expected.max(original.len()));
+    let mut changed = original.len() < expected;
+    for field in &original {
+        let completed = complete_value(field)?;
+        changed |= completed.as_slice() != *field;
+        fields.push(completed);
     }
-    let mut changed = count < expected;
     while fields.len() < expected {
-        fields.push(&[NULL]);
+        fields.push(vec![NULL]);
     }
     for (index, field) in fields.iter_mut().enumerate() {
-        if *field == [NULL] {
+        if field.as_slice() == [NULL] {
             if let Some(default) = default_value(frame_type, code, index) {
-                *field = default;
+                *field = default.to_vec();
                 changed = true;
             }
         }
@@ -155,23 +221,11 @@ pub(crate) fn pad_frame(frame: &[u8]) -> Option<Vec<u8>> {
     if !changed {
         return None;
     }
-    let element_len: usize = fields.iter().map(|f| f.len()).sum();
-    let mut out = Vec::with_capacity(frame.len() + element_len + 16);
+    let mut out = Vec::with_capacity(frame.len() + 64);
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(&frame[4..doff]);
     out.extend_from_slice(&body[..1 + descriptor_len]);
-    if element_len + 1 <= 255 {
-        out.push(LIST8);
-        out.push((element_len + 1) as u8);
-        out.push(fields.len() as u8);
-    } else {
-        out.push(LIST32);
-        out.extend_from_slice(&((element_len + 4) as u32).to_be_bytes());
-        out.extend_from_slice(&(fields.len() as u32).to_be_bytes());
-    }
-    for field in fields {
-        out.extend_from_slice(field);
-    }
+    write_list(&mut out, &fields);
     out.extend_from_slice(rest);
     let size = out.len() as u32;
     out[0..4].copy_from_slice(&size.to_be_bytes());
@@ -340,7 +394,50 @@ mod tests {
         let detach = frame(&[
             0x00, 0x53, 0x16, 0xc0, 0x09, 0x03, 0x43, 0x41, 0x00, 0x53, 0x1d, 0xc0, 0x01, 0x00,
         ]);
-        assert!(pad_frame(&detach).is_none());
+        let padded = pad_frame(&detach).unwrap();
+        // The empty error list becomes condition, description, info.
+        assert_eq!(
+            padded,
+            frame(&[
+                0x00, 0x53, 0x16, 0xc0, 0x0c, 0x03, 0x43, 0x41, 0x00, 0x53, 0x1d, 0xc0, 0x04, 0x03,
+                0x40, 0x40, 0x40
+            ])
+        );
+        assert!(pad_frame(&padded).is_none());
+    }
+
+    #[test]
+    fn completes_rejected_outcome_in_disposition() {
+        // disposition: role receiver(true), first 0, last null, settled true,
+        // state rejected{error{condition "x", description "y"}}
+        let error = [
+            0x00, 0x53, 0x1d, 0xc0, 0x07, 0x02, 0xa3, 0x01, b'x', 0xa1, 0x01, b'y',
+        ];
+        let mut rejected = vec![0x00, 0x53, 0x25, 0xc0, (error.len() + 1) as u8, 0x01];
+        rejected.extend_from_slice(&error);
+        let mut elements = vec![0x41, 0x43, 0x40, 0x41];
+        elements.extend_from_slice(&rejected);
+        let mut body = vec![0x00, 0x53, 0x15, 0xc0, (elements.len() + 1) as u8, 0x05];
+        body.extend_from_slice(&elements);
+        let padded = pad_frame(&frame(&body)).unwrap();
+        let mut error_full = vec![
+            0x00, 0x53, 0x1d, 0xc0, 0x08, 0x03, 0xa3, 0x01, b'x', 0xa1, 0x01, b'y', 0x40,
+        ];
+        let mut rejected_full = vec![0x00, 0x53, 0x25, 0xc0, (error_full.len() + 1) as u8, 0x01];
+        rejected_full.append(&mut error_full);
+        let mut elements_full = vec![0x41, 0x43, 0x40, 0x41];
+        elements_full.append(&mut rejected_full);
+        elements_full.push(0x42); // batchable default
+        let mut expected = vec![
+            0x00,
+            0x53,
+            0x15,
+            0xc0,
+            (elements_full.len() + 1) as u8,
+            0x06,
+        ];
+        expected.extend_from_slice(&elements_full);
+        assert_eq!(padded, frame(&expected));
     }
 
     #[test]
