@@ -112,12 +112,7 @@ pub fn load_config(cli: &Cli) -> CliResult<Config> {
 
 /// Connects to the configured backend.
 pub async fn connect(config: &Config) -> evhub::Result<Arc<dyn Backend>> {
-    match config {
-        Config::Kafka(_) | Config::EventHubsKafka(_) => Ok(Arc::new(
-            evhub_kafka::KafkaBackend::from_config(config).await?,
-        )),
-        other => evhub::connect(other).await,
-    }
+    evhub::connect(config).await
 }
 
 /// The hub to work on: `--hub`, else the hub named in the config.
