@@ -23,6 +23,7 @@ SUMMARY="$LOG_DIR/summary.txt"
 failed_stages=()
 kafka_started=0
 azurite_started=0
+emu_pid=""
 
 say() { printf '\n==> %s\n' "$*"; }
 stage_failed() { failed_stages+=("$1"); printf 'test.sh: stage failed: %s\n' "$1" >&2; }
@@ -31,6 +32,9 @@ cleanup() {
   local code=$?
   if [ "$kafka_started" = 1 ]; then
     scripts/kafka.sh stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "$emu_pid" ]; then
+    kill "$emu_pid" 2>/dev/null || true
   fi
   if [ "$azurite_started" = 1 ]; then
     scripts/azurite.sh stop >/dev/null 2>&1 || true
@@ -128,6 +132,19 @@ example_check switch-memory cargo run -q --example switch_by_config --all-featur
 if [ -n "${EVHUB_TEST_KAFKA_BOOTSTRAP:-}" ]; then
   example_check switch-kafka env EVHUB_URL="kafka://$EVHUB_TEST_KAFKA_BOOTSTRAP/switch-by-config" \
     cargo run -q --example switch_by_config --all-features
+fi
+
+if [ -x "$CARGO_TARGET_DIR/debug/evhub-emulator" ]; then
+  # The native Event Hubs backend against the emulator binary, as a user would run it.
+  EMU_PORT="${EVHUB_TEST_EMULATOR_PORT:-25672}"
+  "$CARGO_TARGET_DIR/debug/evhub-emulator" --port "$EMU_PORT" --no-auth --auto-create-hubs=2 \
+    >"$LOG_DIR/emulator-example.log" 2>&1 &
+  emu_pid=$!
+  for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$EMU_PORT") 2>/dev/null && break; sleep 0.1; done
+  example_check switch-eventhubs env EVHUB_BACKEND=eventhubs \
+    EVHUB_EVENTHUBS_CONNECTION_STRING="Endpoint=sb://127.0.0.1:$EMU_PORT/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=ZW11bGF0b3Ita2V5;EntityPath=switch-by-config;UseDevelopmentEmulator=true" \
+    cargo run -q --example switch_by_config --all-features
+  kill "$emu_pid" 2>/dev/null; wait "$emu_pid" 2>/dev/null; emu_pid=""
 fi
 
 say "infra: checkov static scan"
