@@ -32,6 +32,24 @@
 //! connection string (SASL_SSL, PLAIN, user `$ConnectionString`) or from an Azure AD credential
 //! (OAUTHBEARER with tokens from `azure_identity`), plus the recommended timeouts. Secrets are
 //! never printed: `Debug` shows property names only and error texts are scrubbed.
+//!
+//! ```
+//! use evhub_core::config::Config;
+//! use evhub_kafka::{ClientKind, Settings};
+//! let config = Config::from_toml_str(r#"
+//!     backend = "eventhubs-kafka"
+//!     connection_string = "Endpoint=sb://demo.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=c2VjcmV0"
+//! "#)?;
+//! let Config::EventHubsKafka(config) = config else { unreachable!() };
+//! let settings = Settings::from_event_hubs(&config, None)?;
+//! let get = |key| settings.property(ClientKind::Producer, key);
+//! assert_eq!(get("bootstrap.servers").as_deref(), Some("demo.servicebus.windows.net:9093"));
+//! assert_eq!(get("sasl.username").as_deref(), Some("$ConnectionString"));
+//! assert_eq!(get("metadata.max.age.ms").as_deref(), Some("180000"));
+//! assert!(!settings.capabilities.create_hub && !settings.capabilities.transactions);
+//! assert!(!format!("{settings:?}").contains("c2VjcmV0")); // the key never shows
+//! # Ok::<(), evhub_core::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 mod backend;
