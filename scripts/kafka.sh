@@ -94,8 +94,8 @@ EOF
   log "fetching org.apache.kafka:kafka_2.13:$KAFKA_VERSION and its runtime dependencies"
   local t0=$SECONDS
   (cd "$work" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR.tmp") \
-    || die "maven could not fetch the Kafka broker (see output above)"
+    -DincludeScope=runtime -DoutputDirectory="$LIBS_DIR.tmp") >"$work/mvn.log" 2>&1 \
+    || { tail -n 40 "$work/mvn.log" >&2; die "maven could not fetch the Kafka broker (log: $work/mvn.log)"; }
   ls "$LIBS_DIR.tmp"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null 2>&1 \
     || die "kafka_2.13-$KAFKA_VERSION.jar missing after the maven fetch"
   touch "$LIBS_DIR.tmp/.complete"
@@ -229,6 +229,7 @@ set_java_args() {
       cds=(-XX:SharedArchiveFile="$CDS_ARCHIVE" -Xlog:cds=off -Xlog:cds+dynamic=off)
     else
       cds=(-XX:ArchiveClassesAtExit="$CDS_ARCHIVE")
+      touch "$STATE_DIR/cds-dumping"
     fi
   fi
   java_args=("${cds[@]}" -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
@@ -305,20 +306,25 @@ cmd_stop() {
     local pid
     pid="$(cat "$STATE_DIR/pid")"
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do
+    # Writing the class-data archive at exit takes a while on the first run.
+    local tries=150
+    [ -f "$STATE_DIR/cds-dumping" ] && tries=450
+    for _ in $(seq 1 "$tries"); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.2
     done
     if kill -0 "$pid" 2>/dev/null; then
-      log "broker did not stop within 30 s; killing it"
+      log "broker did not stop within $((tries / 5)) s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
+      # An archive cut off mid-write must not be used by the next start.
+      [ -f "$STATE_DIR/cds-dumping" ] && rm -f "$CDS_ARCHIVE"
       sleep 0.5
     fi
     log "stopped (pid $pid)"
   else
     log "not running (stale pid file removed)"
   fi
-  rm -f "$STATE_DIR/pid"
+  rm -f "$STATE_DIR/pid" "$STATE_DIR/cds-dumping"
 }
 
 cmd_env() {
