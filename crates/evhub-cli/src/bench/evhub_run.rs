@@ -6,7 +6,7 @@ use std::time::Instant;
 use evhub::{Backend, ConsumerOptions, Event, HubOptions, InitialPosition, Producer};
 use tokio::task::JoinSet;
 
-use super::stats::{decode, now_micros, payload, share, Latencies, Phase, RunResult};
+use super::stats::{decode, now_micros, payload, share, Clock, Latencies, RunResult};
 use super::{join_tasks, pacing, within, Workload};
 use crate::progress;
 
@@ -27,7 +27,7 @@ pub async fn run(
 
     // Produce phase.
     let bar = progress::bar(w.events, "evhub produce");
-    let started = Instant::now();
+    let clock = Clock::start();
     let mut tasks = JoinSet::new();
     for (i, producer) in producers.iter().cloned().enumerate() {
         let (from, to) = share(w.events, w.producers, i as u32);
@@ -45,7 +45,7 @@ pub async fn run(
         });
     }
     within(w.phase_timeout, "produce phase", join_tasks(tasks)).await?;
-    let produce = Phase::new(w.events, w.events * w.size as u64, started.elapsed());
+    let produce = clock.phase(w.events, w.events * w.size as u64);
     bar.finish_and_clear();
 
     // Consume phase: the backlog, through one group member; the join is timed separately.
@@ -59,7 +59,7 @@ pub async fn run(
         .await?;
     let first = within(w.phase_timeout, "first event", consumer.recv()).await?;
     let join_seconds = joining.elapsed().as_secs_f64();
-    let started = Instant::now();
+    let clock = Clock::start();
     let consume_rest = async {
         let mut bytes = 0u64;
         for _ in 1..w.events {
@@ -71,7 +71,7 @@ pub async fn run(
         Ok(bytes)
     };
     let bytes = within(w.phase_timeout, "consume phase", consume_rest).await?;
-    let consume = Phase::new(w.events - 1, bytes, started.elapsed());
+    let consume = clock.phase(w.events - 1, bytes);
     std::hint::black_box(first);
     bar.finish_and_clear();
 

@@ -15,7 +15,7 @@ use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::task::JoinSet;
 
-use super::stats::{decode, now_micros, payload, share, Latencies, Phase, RunResult};
+use super::stats::{decode, now_micros, payload, share, Clock, Latencies, RunResult};
 use super::{join_one, join_tasks, pacing, within, Workload};
 use crate::progress;
 
@@ -64,7 +64,7 @@ pub async fn run(
 
     // Produce phase: like evhub's send_batch, enqueue a batch then await its acknowledgements.
     let bar = progress::bar(w.events, "raw produce");
-    let started = Instant::now();
+    let clock = Clock::start();
     let mut tasks = JoinSet::new();
     for i in 0..w.producers {
         let (from, to) = share(w.events, w.producers, i);
@@ -88,7 +88,7 @@ pub async fn run(
         });
     }
     within(w.phase_timeout, "raw produce phase", join_tasks(tasks)).await?;
-    let produce = Phase::new(w.events, w.events * w.size as u64, started.elapsed());
+    let produce = clock.phase(w.events, w.events * w.size as u64);
     bar.finish_and_clear();
 
     // Consume phase.
@@ -109,7 +109,7 @@ pub async fn run(
     })
     .await?;
     let join_seconds = joining.elapsed().as_secs_f64();
-    let started = Instant::now();
+    let clock = Clock::start();
     let consume_rest = async {
         let mut bytes = 0u64;
         for _ in 1..w.events {
@@ -122,7 +122,7 @@ pub async fn run(
         Ok(bytes)
     };
     let bytes = within(w.phase_timeout, "raw consume phase", consume_rest).await?;
-    let consume = Phase::new(w.events - 1, bytes, started.elapsed());
+    let consume = clock.phase(w.events - 1, bytes);
     std::hint::black_box(first_len);
     bar.finish_and_clear();
 

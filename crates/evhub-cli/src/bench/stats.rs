@@ -34,6 +34,47 @@ pub fn share(total: u64, producers: u32, index: u32) -> (u64, u64) {
     (total * i / p, total * (i + 1) / p)
 }
 
+/// CPU time (user + system) of the whole process so far, from `/proc/self/stat` (Linux).
+///
+/// Wall-clock rates swing with whatever else runs on the machine; CPU time per event does
+/// not, so the benchmark reports both.
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start at field 3 (`state`).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // USER_HZ is 100 on every Linux ABI Rust supports.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Measures wall and CPU time of a phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: std::time::Instant,
+    cpu: Option<Duration>,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Self {
+            wall: std::time::Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    /// The phase that moved `events` events of `bytes` payload bytes since [`Clock::start`].
+    pub fn phase(&self, events: u64, bytes: u64) -> Phase {
+        let mut phase = Phase::new(events, bytes, self.wall.elapsed());
+        phase.cpu_seconds = match (self.cpu, process_cpu()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
+            _ => None,
+        };
+        phase
+    }
+}
+
 /// One timed throughput phase.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Phase {
@@ -43,6 +84,8 @@ pub struct Phase {
     pub bytes: u64,
     /// Wall time of the phase.
     pub seconds: f64,
+    /// CPU time the whole process used during the phase (Linux), 10 ms resolution.
+    pub cpu_seconds: Option<f64>,
 }
 
 impl Phase {
@@ -51,7 +94,14 @@ impl Phase {
             events,
             bytes,
             seconds: elapsed.as_secs_f64().max(1e-9),
+            cpu_seconds: None,
         }
+    }
+
+    /// Process CPU microseconds per event.
+    pub fn cpu_us_per_event(&self) -> Option<f64> {
+        let cpu = self.cpu_seconds?;
+        (self.events > 0 && cpu > 0.0).then(|| cpu * 1e6 / self.events as f64)
     }
 
     pub fn events_per_s(&self) -> f64 {
@@ -101,6 +151,8 @@ pub struct Metrics {
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
     pub consume_join_s: f64,
+    pub produce_cpu_us_per_event: Option<f64>,
+    pub consume_cpu_us_per_event: Option<f64>,
 }
 
 /// Metric names and how to read them, in report order: (field, label, higher is better).
@@ -112,6 +164,8 @@ pub const METRICS: &[(&str, &str, bool)] = &[
     ("latency_p50_ms", "latency p50 ms", false),
     ("latency_p99_ms", "latency p99 ms", false),
     ("consume_join_s", "group join s", false),
+    ("produce_cpu_us_per_event", "produce CPU µs/event", false),
+    ("consume_cpu_us_per_event", "consume CPU µs/event", false),
 ];
 
 impl Metrics {
@@ -126,6 +180,8 @@ impl Metrics {
             latency_p50_ms: med(&|r| r.latencies.quantile_ms(0.50)),
             latency_p99_ms: med(&|r| r.latencies.quantile_ms(0.99)),
             consume_join_s: med(&|r| Some(r.join_seconds)).unwrap_or(0.0),
+            produce_cpu_us_per_event: med(&|r| r.produce.cpu_us_per_event()),
+            consume_cpu_us_per_event: med(&|r| r.consume.cpu_us_per_event()),
         }
     }
 
@@ -139,6 +195,8 @@ impl Metrics {
             "latency_p50_ms" => self.latency_p50_ms,
             "latency_p99_ms" => self.latency_p99_ms,
             "consume_join_s" => Some(self.consume_join_s),
+            "produce_cpu_us_per_event" => self.produce_cpu_us_per_event,
+            "consume_cpu_us_per_event" => self.consume_cpu_us_per_event,
             _ => None,
         }
     }
@@ -188,6 +246,29 @@ mod tests {
         assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
         assert_eq!(median([4.0, 1.0].into_iter()), Some(2.5));
         assert_eq!(median(std::iter::empty()), None);
+    }
+
+    #[test]
+    fn process_cpu_grows_with_work() {
+        let Some(before) = process_cpu() else {
+            return; // not Linux
+        };
+        let clock = Clock::start();
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let after = process_cpu().unwrap_or_default();
+        assert!(
+            after - before >= Duration::from_millis(150),
+            "{before:?} -> {after:?}"
+        );
+        let phase = clock.phase(1000, 1000);
+        assert!(
+            phase.cpu_us_per_event().unwrap_or_default() >= 150.0,
+            "{phase:?}"
+        );
     }
 
     #[test]
