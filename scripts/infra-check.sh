@@ -6,7 +6,8 @@
 # checkov is installed once into $EVHUB_CACHE/venv-checkov (default ~/.cache/evhub) and
 # reinstalled only when CHECKOV_VERSION (the pin below) or the Python version changes.
 # Non-interactive and bounded: pip gets INSTALL_TIMEOUT seconds, the scan SCAN_TIMEOUT.
-# `terraform fmt -check` runs too when terraform is on PATH (it needs no providers).
+# `terraform fmt -check` runs too when terraform is on PATH (it needs no providers and, with
+# CHECKPOINT_DISABLE, no network).
 set -euo pipefail
 
 CHECKOV_VERSION="3.3.30"
@@ -55,7 +56,7 @@ if command -v flock >/dev/null 2>&1; then
 fi
 
 if command -v terraform >/dev/null 2>&1; then
-  terraform fmt -check -recursive -diff "$ROOT/infra" 2>/dev/null ||
+  CHECKPOINT_DISABLE=1 terraform fmt -check -recursive -diff "$ROOT/infra" 2>/dev/null ||
     fail "terraform fmt -check failed; run: terraform fmt -recursive infra"
 fi
 
