@@ -108,7 +108,10 @@ async fn serve_session(mut session: ListenerSessionHandle, ctx: Arc<SessionConte
     loop {
         tokio::select! {
             attach = session.next_incoming_attach() => {
-                let Some(attach) = attach else { break };
+                let Some(attach) = attach else {
+                    // The client ended the session; the engine already answered.
+                    return;
+                };
                 if let Err(error) = route_attach(attach, &mut session, &ctx).await {
                     tracing::info!(%error, "link attach failed");
                 }

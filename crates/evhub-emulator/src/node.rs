@@ -191,6 +191,8 @@ pub(crate) async fn run_request_link(
                 break;
             }
         };
+        // Same reason as for event senders: see `sender::DISPOSITION_DELAY`.
+        tokio::time::sleep(crate::sender::DISPOSITION_DELAY).await;
         if let Err(error) = receiver.accept(&delivery).await {
             tracing::debug!(?node, %error, "could not settle request");
         }

@@ -33,12 +33,31 @@ pub(crate) struct SendTarget {
     pub entity_path: String,
 }
 
+/// How long an outcome waits before it is sent. `fe2o3-amqp` clients (the
+/// Rust SDK) can register a delivery as unsettled only after the outcome for
+/// it arrived when the server answers within microseconds (seen on loopback);
+/// that outcome is dropped and the send never completes. Holding outcomes back
+/// briefly avoids it. Settling runs in its own task, so pipelined senders keep
+/// their throughput.
+pub(crate) const DISPOSITION_DELAY: Duration = Duration::from_millis(3);
+
 pub(crate) async fn run_ingest_link(
     mut receiver: Receiver,
     target: SendTarget,
     ctx: Arc<SessionContext>,
 ) {
     let shutdown = ctx.broker.shutdown.clone();
+    let disposer = receiver.disposer();
+    let (settle_tx, mut settle_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, DeliveryInfo)>();
+    let settle_task = tokio::spawn(async move {
+        while let Some((due, info)) = settle_rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if let Err(error) = disposer.accept(info).await {
+                tracing::debug!(%error, "could not settle a delivery");
+            }
+        }
+    });
     loop {
         let delivery = tokio::select! {
             delivery = receiver.recv::<Body<Value>>() => delivery,
@@ -52,14 +71,18 @@ pub(crate) async fn run_ingest_link(
             }
         };
         let format = delivery.message_format().unwrap_or(0);
+        tracing::trace!(hub = %target.hub.name, delivery_id = delivery.delivery_id(), format, "delivery received");
         let (info, message): (DeliveryInfo, EventMessage) = delivery.into_parts();
         let result = match ingest(message, format, &target, &ctx) {
             Ok(count) => {
                 tracing::trace!(hub = %target.hub.name, count, "events stored");
-                receiver.accept(info).await
+                // Settled later by the settle task (see DISPOSITION_DELAY).
+                let _ = settle_tx.send((tokio::time::Instant::now() + DISPOSITION_DELAY, info));
+                Ok(())
             }
             Err(error) => {
                 tracing::info!(hub = %target.hub.name, condition = ?error.condition, description = ?error.description, "message rejected");
+                tokio::time::sleep(DISPOSITION_DELAY).await;
                 receiver.reject(info, error).await
             }
         };
@@ -67,6 +90,8 @@ pub(crate) async fn run_ingest_link(
             tracing::debug!(%error, "could not settle a delivery");
         }
     }
+    drop(settle_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(2), settle_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), receiver.close()).await;
 }
 
