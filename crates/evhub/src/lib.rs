@@ -120,6 +120,7 @@ fn feature_for(backend: &str) -> &'static str {
 mod tests {
     use super::*;
 
+    #[cfg(not(feature = "eventhubs"))]
     #[tokio::test]
     async fn missing_backend_feature_is_a_config_error() {
         let config =
