@@ -182,8 +182,10 @@ impl Connector {
     }
 
     pub(crate) async fn consumer(&self, hub: &str, group: &str) -> Result<ConsumerClient> {
+        // The SDK names the connection after the application id and the processor uses that
+        // name as its owner id, so every member needs its own.
         let mut builder = ConsumerClient::builder()
-            .with_application_id("evhub".to_owned())
+            .with_application_id(format!("evhub-{}", uuid::Uuid::new_v4()))
             .with_consumer_group(group.to_owned())
             .with_retry_options(self.retry_options());
         if let Some(endpoint) = &self.custom_endpoint {

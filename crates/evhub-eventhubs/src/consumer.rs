@@ -265,27 +265,44 @@ async fn pump(
     tx: mpsc::Sender<Item>,
     mut stop: watch::Receiver<bool>,
 ) {
-    debug!(hub = %shared.hub, group = %shared.group, partition, "partition acquired");
+    debug!(hub = %shared.hub, group = %shared.group, partition, generation, "partition acquired");
     {
         let mut stream = std::pin::pin!(client.stream_events());
+        let mut verified: Option<std::time::Instant> = None;
         loop {
             let item = tokio::select! {
                 _ = stop.changed() => break,
                 item = stream.next() => item,
             };
             let item = match item {
-                Some(Ok(data)) => from_received(&shared.hub, partition, &data),
+                Some(Ok(data)) => {
+                    // The SDK attaches a receiver lazily, so a member whose claim was just
+                    // taken over can attach after the new owner and steal the link back for a
+                    // moment (equal epochs: the last attach wins). Deliver only while the store
+                    // names this member the owner; re-checked once per balancing interval.
+                    if verified.is_none_or(|at| at.elapsed() >= UPDATE_INTERVAL) {
+                        if !shared.store.is_owner(&shared, partition).await {
+                            debug!(partition, generation, "partition owned by another member");
+                            break;
+                        }
+                        verified = Some(std::time::Instant::now());
+                    }
+                    from_received(&shared.hub, partition, &data)
+                }
                 Some(Err(e)) => {
                     let error = from_hubs(&format!("reading partition {partition}"), e);
                     // Conflict = another member took the partition (epoch steal or revocation).
                     if error.kind() != ErrorKind::Conflict && !error.is_retriable() {
                         let _ = tx.send((partition, generation, Err(error))).await;
                     } else {
-                        debug!(error = %error, partition, "partition released");
+                        debug!(error = %error, partition, generation, group = %shared.group, "partition released");
                     }
                     break;
                 }
-                None => break,
+                None => {
+                    debug!(partition, generation, "partition stream ended");
+                    break;
+                }
             };
             if tx.send((partition, generation, item)).await.is_err() {
                 break;
@@ -299,11 +316,18 @@ async fn pump(
     }
     // Closing removes the client from the processor's map, so it can hand the partition out
     // again if this member still owns it.
-    if let Ok(client) = Arc::try_unwrap(client) {
-        if let Err(e) = client.close().await {
-            debug!(error = %e, partition, "closing partition client");
+    match Arc::try_unwrap(client) {
+        Ok(client) => {
+            if let Err(e) = client.close().await {
+                debug!(error = %e, partition, "closing partition client");
+            }
         }
+        Err(_) => debug!(
+            partition,
+            generation, "partition client still shared; not closed"
+        ),
     }
+    debug!(partition, generation, "pump ended");
 }
 
 impl Parts {
@@ -421,7 +445,10 @@ impl Consumer for EventHubsConsumer {
             .lock()
             .map(|r| r.keys().copied().collect())
             .unwrap_or_default();
-        owned.retain(|p| self.shared.store.holds(&p.to_string()));
+        // Ask the store rather than trusting the last claim: another member may have taken a
+        // partition over since this member's last balancing pass.
+        let in_store = self.shared.store.owned_in_store(&self.shared).await?;
+        owned.retain(|p| in_store.contains(p));
         owned.sort_unstable();
         Ok(owned)
     }
@@ -453,6 +480,8 @@ impl Drop for EventHubsConsumer {
 pub(crate) struct TrackingStore {
     inner: Arc<dyn CheckpointStore>,
     held: SyncMutex<HashMap<String, Ownership>>,
+    /// The processor's owner id, learned from its claims.
+    owner: SyncMutex<Option<String>>,
 }
 
 impl TrackingStore {
@@ -460,6 +489,45 @@ impl TrackingStore {
         Self {
             inner,
             held: SyncMutex::new(HashMap::new()),
+            owner: SyncMutex::new(None),
+        }
+    }
+
+    /// Partitions the store currently names this member the owner of.
+    async fn owned_in_store(&self, shared: &Shared) -> Result<Vec<PartitionId>> {
+        let Some(owner) = self.owner.lock().ok().and_then(|o| o.clone()) else {
+            return Ok(Vec::new());
+        };
+        let all = self
+            .inner
+            .list_ownerships(&shared.namespace, &shared.hub, &shared.group)
+            .await
+            .map_err(|e| from_core("listing partition ownership", e))?;
+        Ok(all
+            .iter()
+            .filter(|o| o.owner_id.as_deref() == Some(&owner))
+            .filter_map(|o| o.partition_id.parse().ok())
+            .collect())
+    }
+
+    /// Whether the store currently names this member the owner of `partition`.
+    async fn is_owner(&self, shared: &Shared, partition: PartitionId) -> bool {
+        let Some(owner) = self.owner.lock().ok().and_then(|o| o.clone()) else {
+            return false;
+        };
+        match self
+            .inner
+            .list_ownerships(&shared.namespace, &shared.hub, &shared.group)
+            .await
+        {
+            Ok(all) => all.iter().any(|o| {
+                o.partition_id == partition.to_string() && o.owner_id.as_deref() == Some(&owner)
+            }),
+            // The store is unreachable: keep reading; the balancer handles ownership loss.
+            Err(e) => {
+                debug!(error = %e, "ownership check failed");
+                true
+            }
         }
     }
 
@@ -499,6 +567,11 @@ impl CheckpointStore for TrackingStore {
         &self,
         ownerships: &[Ownership],
     ) -> azure_core::Result<Vec<Ownership>> {
+        if let Some(owner) = ownerships.iter().find_map(|o| o.owner_id.clone()) {
+            if let Ok(mut known) = self.owner.lock() {
+                known.get_or_insert(owner);
+            }
+        }
         let claimed = self.inner.claim_ownership(ownerships).await?;
         if let Ok(mut held) = self.held.lock() {
             held.clear();

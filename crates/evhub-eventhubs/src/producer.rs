@@ -41,6 +41,20 @@ impl EventHubsProducer {
     /// Opens the connection and the hub's sender link, and reads the link's maximum message size.
     pub(crate) async fn open(connector: Connector, hub: &str) -> Result<Self> {
         let client = connector.producer(hub).await?;
+        // The service accepts a sender attach for a missing hub and detaches it right after,
+        // which the SDK retries as a transient link loss; ask the management node instead so a
+        // missing hub fails fast with NotFound.
+        let what = format!("opening hub `{hub}` for sending");
+        let probe = async {
+            client
+                .get_eventhub_properties()
+                .await
+                .map_err(|e| from_hubs(&what, e))
+        };
+        if let Err(e) = connector.timed(&what, probe).await {
+            let _ = client.close().await;
+            return Err(e);
+        }
         let max_message_size = connector
             .timed(
                 "reading the maximum message size",
@@ -96,15 +110,17 @@ impl EventHubsProducer {
             }
         }
         let hub = self.hub.as_str();
-        let sends = groups.into_iter().map(|(route, messages)| {
-            let client = client.clone();
-            async move { send_group(&client, hub, route.0, messages).await }
-        });
-        let work = futures::future::try_join_all(sends);
+        // Groups go one after another: the SDK serializes sends on a link anyway, and this
+        // keeps the order of groups deterministic.
+        let work = async {
+            for (route, messages) in groups {
+                send_group(&client, hub, route.0, messages).await?;
+            }
+            Ok(())
+        };
         self.connector
             .timed(&format!("sending to hub `{}`", self.hub), work)
             .await
-            .map(|_| ())
     }
 }
 
@@ -266,10 +282,12 @@ impl Producer for EventHubsProducer {
             .take();
         if let Some(client) = client {
             if let Ok(client) = Arc::try_unwrap(client) {
-                client
-                    .close()
-                    .await
-                    .map_err(|e| from_hubs(&format!("closing producer of `{}`", self.hub), e))?;
+                // Every send was acknowledged before this point; a peer that misbehaves while
+                // the connection goes away loses nothing, so a failed close is only logged.
+                if let Err(e) = client.close().await {
+                    let error = from_hubs(&format!("closing producer of `{}`", self.hub), e);
+                    tracing::debug!(error = %error, "closing producer connection");
+                }
             }
         }
         Ok(())

@@ -1,8 +1,12 @@
 //! A shared in-process Event Hubs emulator for the integration tests.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use evhub_core::config::EventHubsConfig;
 use evhub_core::{Backend, Error, ErrorKind, Result};
@@ -12,8 +16,23 @@ use evhub_eventhubs::EventHubsBackend;
 /// One emulator per test binary. Every `#[tokio::test]` has its own runtime, so the emulator
 /// runs on a runtime of its own that lives as long as the process.
 pub fn emulator() -> &'static EmulatorHandle {
-    static EMULATOR: OnceLock<EmulatorHandle> = OnceLock::new();
+    &emulator_and_proxy().0
+}
+
+/// Address of the latency proxy in front of the emulator.
+pub fn proxy_addr() -> SocketAddr {
+    emulator_and_proxy().1
+}
+
+fn emulator_and_proxy() -> &'static (EmulatorHandle, SocketAddr) {
+    static EMULATOR: OnceLock<(EmulatorHandle, SocketAddr)> = OnceLock::new();
     EMULATOR.get_or_init(|| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("evhub-emulator".into())
@@ -34,7 +53,10 @@ pub fn emulator() -> &'static EmulatorHandle {
                         .start()
                         .await
                         .expect("emulator starts");
-                    tx.send(handle).expect("test thread waits");
+                    let proxy = latency_proxy(handle.local_addr(), Duration::from_millis(3))
+                        .await
+                        .expect("latency proxy binds");
+                    tx.send((handle, proxy)).expect("test thread waits");
                     std::future::pending::<()>().await;
                 });
             })
@@ -47,8 +69,8 @@ pub fn emulator() -> &'static EmulatorHandle {
 /// Backend config for the emulator: its connection string (UseDevelopmentEmulator=true) and a
 /// process-wide in-memory checkpoint store.
 pub fn config(checkpoint_store: &str) -> EventHubsConfig {
-    let cs = emulator()
-        .connection_string("unused")
+    let key = emulator().key();
+    let cs = evhub_emulator::connection_string("127.0.0.1", proxy_addr().port(), key, "unused")
         .parse()
         .expect("emulator connection string parses");
     let mut config = EventHubsConfig::from_connection_string(cs);
@@ -74,4 +96,59 @@ pub async fn backend(checkpoint_store: &str) -> Result<Arc<dyn Backend>> {
     Ok(Arc::new(
         EventHubsBackend::connect(&config(checkpoint_store)).await?,
     ))
+}
+
+/// A TCP proxy that delays every frame from the emulator to the client by `delay`, without
+/// limiting throughput (frames are released at arrival time + delay, in order).
+///
+/// Why: fe2o3-amqp 0.16.2 (the AMQP client under azure_messaging_eventhubs) registers a sent
+/// delivery as unsettled only *after* the transfer frame is queued
+/// (`send_payload_with_transfer` in `link/sender_link.rs`). A peer that answers within
+/// microseconds, as the in-process emulator does, can settle the delivery before it is
+/// registered; the disposition is then dropped and `send` waits forever. Real networks add far
+/// more than the few microseconds of that window; the proxy restores such a latency.
+pub async fn latency_proxy(target: SocketAddr, delay: Duration) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(upstream) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = upstream.set_nodelay(true);
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut up_read, mut up_write) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut up_write).await;
+                    let _ = up_write.shutdown().await;
+                });
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        match up_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                let due = tokio::time::Instant::now() + delay;
+                                if tx.send((due, buf[..n].to_vec())).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+                while let Some((due, chunk)) = rx.recv().await {
+                    tokio::time::sleep_until(due).await;
+                    if client_write.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = client_write.shutdown().await;
+            });
+        }
+    });
+    Ok(addr)
 }

@@ -1,0 +1,301 @@
+//! The object-store checkpoint store: local directory on disk and Azure Blob on Azurite, with
+//! concurrent ownership claims where exactly one claimer wins.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use evhub_eventhubs::checkpoint::open_object_checkpoint_store;
+use evhub_eventhubs::{CheckpointStore, ObjectStoreCheckpointStore, Ownership, StoreCheckpoint};
+
+const NS: &str = "ns.servicebus.windows.net";
+const HUB: &str = "orders";
+
+fn ownership(group: &str, partition: &str, owner: &str, etag: Option<&Ownership>) -> Ownership {
+    Ownership {
+        fully_qualified_namespace: NS.into(),
+        event_hub_name: HUB.into(),
+        consumer_group: group.into(),
+        partition_id: partition.into(),
+        owner_id: Some(owner.into()),
+        etag: etag.and_then(|o| o.etag.clone()),
+        last_modified_time: None,
+    }
+}
+
+/// Runs every behaviour case against `store`, in a fresh group named after `label`.
+async fn exercise(store: ObjectStoreCheckpointStore, label: &str) {
+    let store: Arc<dyn CheckpointStore> = Arc::new(store);
+    let group = format!("{label}-{}", uuid_like());
+
+    // First claims: one per partition, each wins.
+    let first = store
+        .claim_ownership(&[
+            ownership(&group, "0", "a", None),
+            ownership(&group, "1", "a", None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2, "{first:?}");
+    let listed = store.list_ownerships(NS, HUB, &group).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|o| o.owner_id.as_deref() == Some("a")));
+    assert!(listed.iter().all(|o| o.last_modified_time.is_some()));
+
+    // A claim with no ETag on an owned partition loses.
+    let lost = store
+        .claim_ownership(&[ownership(&group, "0", "b", None)])
+        .await
+        .unwrap();
+    assert!(lost.is_empty(), "claim without ETag won: {lost:?}");
+
+    // Renewal with the current ETag wins and changes the ETag; the old ETag then loses.
+    let p0 = first
+        .iter()
+        .find(|o| o.partition_id == "0")
+        .unwrap()
+        .clone();
+    let renewed = store
+        .claim_ownership(&[ownership(&group, "0", "a", Some(&p0))])
+        .await
+        .unwrap();
+    assert_eq!(renewed.len(), 1);
+    assert_ne!(renewed[0].etag, p0.etag);
+    let stale = store
+        .claim_ownership(&[ownership(&group, "0", "b", Some(&p0))])
+        .await
+        .unwrap();
+    assert!(stale.is_empty(), "stale ETag won: {stale:?}");
+
+    // Concurrent claims on the same version: exactly one of ten wins, and the store agrees.
+    let current = renewed[0].clone();
+    let claims = (0..10).map(|i| {
+        let store = store.clone();
+        let claim = ownership(&group, "0", &format!("c{i}"), Some(&current));
+        tokio::spawn(async move { store.claim_ownership(&[claim]).await.unwrap() })
+    });
+    let results = futures::future::join_all(claims).await;
+    let winners: Vec<Ownership> = results.into_iter().flat_map(|r| r.unwrap()).collect();
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let listed = store.list_ownerships(NS, HUB, &group).await.unwrap();
+    let p0_now = listed.iter().find(|o| o.partition_id == "0").unwrap();
+    assert_eq!(p0_now.owner_id, winners[0].owner_id);
+    assert_eq!(p0_now.etag, winners[0].etag);
+
+    // Concurrent first claims of a new partition: exactly one wins.
+    let claims = (0..10).map(|i| {
+        let store = store.clone();
+        let claim = ownership(&group, "7", &format!("n{i}"), None);
+        tokio::spawn(async move { store.claim_ownership(&[claim]).await.unwrap() })
+    });
+    let winners: usize = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().len())
+        .sum();
+    assert_eq!(winners, 1);
+
+    // Relinquish: owner cleared, then anyone may claim with the current ETag.
+    let mut release = p0_now.clone();
+    release.owner_id = None;
+    let released = store.claim_ownership(&[release]).await.unwrap();
+    assert_eq!(released.len(), 1);
+    let listed = store.list_ownerships(NS, HUB, &group).await.unwrap();
+    assert!(listed
+        .iter()
+        .any(|o| o.partition_id == "0" && o.owner_id.is_none()));
+
+    // Checkpoints: write, overwrite, list per group.
+    for (seq, offset) in [(4, "400"), (9, "900")] {
+        store
+            .update_checkpoint(StoreCheckpoint {
+                fully_qualified_namespace: NS.into(),
+                event_hub_name: HUB.into(),
+                consumer_group: group.clone(),
+                partition_id: "1".into(),
+                offset: Some(offset.into()),
+                sequence_number: Some(seq),
+            })
+            .await
+            .unwrap();
+    }
+    let checkpoints = store.list_checkpoints(NS, HUB, &group).await.unwrap();
+    assert_eq!(checkpoints.len(), 1);
+    assert_eq!(checkpoints[0].partition_id, "1");
+    assert_eq!(checkpoints[0].sequence_number, Some(9));
+    assert_eq!(checkpoints[0].offset.as_deref(), Some("900"));
+    let other = store
+        .list_checkpoints(NS, HUB, "other-group")
+        .await
+        .unwrap();
+    assert!(other.is_empty());
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_directory_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url::Url::from_directory_path(dir.path()).unwrap();
+    let store = open_object_checkpoint_store(Some(url.as_str()), &BTreeMap::new()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(60), exercise(store, "local"))
+        .await
+        .expect("local directory store test timed out");
+    // Records are plain files under the directory.
+    let files = walk(dir.path());
+    assert!(
+        files.iter().any(|f| f.contains("checkpoint")),
+        "files: {files:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_memory_store_is_shared_between_opens() {
+    let name = format!("memory://shared-{}", uuid_like());
+    let a = open_object_checkpoint_store(Some(&name), &BTreeMap::new()).unwrap();
+    let b = open_object_checkpoint_store(Some(&name), &BTreeMap::new()).unwrap();
+    let won = a
+        .claim_ownership(&[ownership("g", "0", "a", None)])
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    let seen = b.list_ownerships(NS, HUB, "g").await.unwrap();
+    assert_eq!(seen.len(), 1);
+    exercise(a, "memory").await;
+}
+
+/// Azure Blob Storage on Azurite; `scripts/azurite.sh start` and
+/// `eval "$(scripts/azurite.sh env)"` set `EVHUB_TEST_AZURITE_BLOB_ENDPOINT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_blob_store_on_azurite() {
+    let Ok(endpoint) = std::env::var("EVHUB_TEST_AZURITE_BLOB_ENDPOINT") else {
+        eprintln!(
+            "SKIPPED azure_blob_store_on_azurite: EVHUB_TEST_AZURITE_BLOB_ENDPOINT is not set \
+             (run scripts/azurite.sh start and eval \"$(scripts/azurite.sh env)\")"
+        );
+        return;
+    };
+    let account = std::env::var("EVHUB_TEST_AZURITE_ACCOUNT")
+        .unwrap_or_else(|_| "devstoreaccount1".to_owned());
+    let key = std::env::var("EVHUB_TEST_AZURITE_KEY").unwrap_or_else(|_| {
+        // The well-known, public Azurite development key.
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+            .to_owned()
+    });
+    let container = format!("evhub-test-{}", uuid_like());
+    create_container(&endpoint, &account, &key, &container).await;
+    let mut options = BTreeMap::new();
+    options.insert("azure_storage_account_name".to_owned(), account);
+    options.insert("azure_storage_account_key".to_owned(), key);
+    options.insert("azure_storage_endpoint".to_owned(), endpoint);
+    options.insert("azure_allow_http".to_owned(), "true".to_owned());
+    let store =
+        open_object_checkpoint_store(Some(&format!("az://{container}/checkpoints")), &options)
+            .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(120), exercise(store, "blob"))
+        .await
+        .expect("azurite store test timed out");
+}
+
+/// object_store does not create containers; Azurite accepts a shared-key signed PUT.
+async fn create_container(endpoint: &str, account: &str, key: &str, container: &str) {
+    use base64::Engine;
+    use hmac::Mac;
+    let date = httpdate();
+    let version = "2021-08-06";
+    let url = format!(
+        "{}/{container}?restype=container",
+        endpoint.trim_end_matches('/')
+    );
+    let path = url::Url::parse(&url).unwrap().path().to_owned();
+    let canonical_resource = format!("/{account}{path}\nrestype:container");
+    // VERB, then 11 standard headers (all empty; Content-Length is empty when 0), then the
+    // canonicalized x-ms- headers and resource.
+    let mut lines = vec!["PUT".to_owned()];
+    lines.extend(std::iter::repeat_n(String::new(), 11));
+    lines.push(format!("x-ms-date:{date}"));
+    lines.push(format!("x-ms-version:{version}"));
+    lines.push(canonical_resource);
+    let to_sign = lines.join("\n");
+    let key_bytes = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key_bytes).unwrap();
+    mac.update(to_sign.as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let parsed = url::Url::parse(&url).unwrap();
+    let host = parsed.host_str().unwrap().to_owned();
+    let port = parsed.port_or_known_default().unwrap();
+    let request = format!(
+        "PUT {path}?restype=container HTTP/1.1\r\nHost: {host}:{port}\r\nx-ms-date: {date}\r\n\
+         x-ms-version: {version}\r\nAuthorization: SharedKey {account}:{signature}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .expect("azurite reachable");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 201") || response.starts_with("HTTP/1.1 409"),
+        "creating container: {}",
+        response.lines().next().unwrap_or_default()
+    );
+}
+
+fn httpdate() -> String {
+    // RFC 1123 date without a date crate: e.g. "Wed, 25 Nov 2026 17:00:00 GMT".
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let mut year = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    if month <= 2 {
+        year += 1;
+    }
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{weekday}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
+        months[(month - 1) as usize]
+    )
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}
