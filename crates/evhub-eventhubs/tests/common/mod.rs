@@ -79,6 +79,23 @@ pub fn config(checkpoint_store: &str) -> EventHubsConfig {
     config
 }
 
+/// Like [`config`], connecting straight to the emulator without the latency proxy.
+pub fn direct_config(checkpoint_store: &str) -> EventHubsConfig {
+    let key = emulator().key();
+    let cs = evhub_emulator::connection_string(
+        "127.0.0.1",
+        emulator().local_addr().port(),
+        key,
+        "unused",
+    )
+    .parse()
+    .expect("emulator connection string parses");
+    let mut config = EventHubsConfig::from_connection_string(cs);
+    config.checkpoint_store = Some(checkpoint_store.to_owned());
+    config.operation_timeout_ms = 30_000;
+    config
+}
+
 pub fn create_hub(name: &str, partitions: u32) -> Result<()> {
     emulator()
         .create_hub(name, partitions)
