@@ -103,6 +103,7 @@ pub async fn run(
         consume,
         join_seconds,
         latencies,
+        consume_owned: None,
     })
 }
 

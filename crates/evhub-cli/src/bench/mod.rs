@@ -124,10 +124,10 @@ pub async fn run(
         )
         .into());
     }
-    let raw = if args.compare_raw {
-        Some(raw_kafka::settings(config))
-    } else {
-        None
+    let raw = match (args.compare_raw, raw_kafka::settings(config)) {
+        (false, _) => None,
+        (true, Ok(settings)) => Some(Ok(raw_kafka::RawKafka::connect(settings).await?)),
+        (true, Err(reason)) => Some(Err(reason)),
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let run_id = &run_id[..8];
@@ -152,8 +152,8 @@ pub async fn run(
             let group = format!("{hub}-g");
             let result = match (client, &raw) {
                 (Client::Evhub, _) => evhub_run::run(backend, &w, &hub, &group).await?,
-                (Client::Raw, Some(Ok(settings))) => {
-                    raw_kafka::run(settings, backend, &w, &hub, &group).await?
+                (Client::Raw, Some(Ok(raw))) => {
+                    raw_kafka::run(raw, backend, &w, &hub, &group).await?
                 }
                 (Client::Raw, _) => continue,
             };
@@ -215,9 +215,9 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn ratio(&self, field: &str) -> Option<f64> {
-        let raw = self.raw?.get(field)?;
-        let ours = self.evhub.get(field)?;
+    fn ratio(&self, evhub_field: &str, raw_field: &str) -> Option<f64> {
+        let raw = self.raw?.get(raw_field)?;
+        let ours = self.evhub.get(evhub_field)?;
         (raw > 0.0).then(|| ours / raw)
     }
 
@@ -231,6 +231,7 @@ impl Report<'_> {
                         "join_seconds": r.join_seconds,
                         "latency_p50_ms": r.latencies.quantile_ms(0.5),
                         "latency_p99_ms": r.latencies.quantile_ms(0.99),
+                        "consume_owned": r.consume_owned,
                     })
                 })
                 .collect()
@@ -238,7 +239,14 @@ impl Report<'_> {
         let ratio = self.raw.map(|_| {
             METRICS
                 .iter()
-                .map(|(field, _, _)| ((*field).to_owned(), json!(self.ratio(field))))
+                .map(|(ours, raw, _, _)| {
+                    let name = if ours == raw {
+                        (*ours).to_owned()
+                    } else {
+                        format!("{ours}_vs_{raw}")
+                    };
+                    (name, json!(self.ratio(ours, raw)))
+                })
                 .collect::<serde_json::Map<_, _>>()
         });
         json!({
@@ -263,11 +271,12 @@ impl Report<'_> {
         let fmt = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
         let rows: Vec<Vec<String>> = METRICS
             .iter()
-            .map(|(field, label, higher_better)| {
-                let mut row = vec![(*label).to_owned(), fmt(self.evhub.get(field))];
+            .filter(|(ours, raw, _, _)| ours == raw || self.raw.is_some())
+            .map(|(ours, raw_field, label, higher_better)| {
+                let mut row = vec![(*label).to_owned(), fmt(self.evhub.get(ours))];
                 if let Some(raw) = &self.raw {
-                    row.push(fmt(raw.get(field)));
-                    row.push(self.ratio(field).map_or("-".into(), |r| {
+                    row.push(fmt(raw.get(raw_field)));
+                    row.push(self.ratio(ours, raw_field).map_or("-".into(), |r| {
                         format!(
                             "{r:.3}{}",
                             if *higher_better {
@@ -348,9 +357,10 @@ mod tests {
             evhub_runs: &[],
             raw_runs: &[],
         };
-        assert_eq!(report.ratio("produce_events_per_s"), Some(0.97));
-        assert_eq!(report.ratio("consume_events_per_s"), None);
-        assert_eq!(report.ratio("latency_p50_ms"), None);
+        let ratio = |f| report.ratio(f, f);
+        assert_eq!(ratio("produce_events_per_s"), Some(0.97));
+        assert_eq!(ratio("consume_events_per_s"), None);
+        assert_eq!(ratio("latency_p50_ms"), None);
         let text = report.render();
         let row = text
             .lines()

@@ -15,7 +15,7 @@ use rdkafka::producer::future_producer::DeliveryFuture;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::task::JoinSet;
 
-use super::stats::{decode, now_micros, payload, share, Clock, Latencies, RunResult};
+use super::stats::{decode, now_micros, payload, share, Clock, Latencies, Phase, RunResult};
 use super::{join_one, join_tasks, pacing, within, Workload};
 use crate::progress;
 
@@ -42,13 +42,38 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     Ok(settings)
 }
 
+/// The raw client, connected once per benchmark like the evhub backend: one producer (warmed
+/// with a metadata round trip, as `KafkaBackend::connect` does), consumers per run.
+pub struct RawKafka {
+    settings: Settings,
+    producer: FutureProducer,
+}
+
+impl RawKafka {
+    pub async fn connect(settings: Settings) -> evhub::Result<Self> {
+        let producer: FutureProducer = settings
+            .client_config(ClientKind::Producer)
+            .create()
+            .map_err(kafka_error("creating raw producer"))?;
+        let (client, timeout) = (producer.clone(), settings.request_timeout);
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::producer::Producer as _;
+            client.client().fetch_metadata(None, timeout).map(|_| ())
+        })
+        .await
+        .map_err(|e| evhub::Error::new(evhub::ErrorKind::Other, e.to_string()))?
+        .map_err(kafka_error("raw producer: fetching metadata"))?;
+        Ok(Self { settings, producer })
+    }
+}
+
 fn kafka_error(context: &str) -> impl Fn(KafkaError) -> evhub::Error + '_ {
     move |e| map_kafka_error(context, e)
 }
 
 /// Produces, consumes and measures latency on a fresh topic `hub`.
 pub async fn run(
-    settings: &Settings,
+    raw: &RawKafka,
     admin: &Arc<dyn Backend>,
     w: &Workload,
     hub: &str,
@@ -57,10 +82,7 @@ pub async fn run(
     admin
         .create_hub(hub, HubOptions::with_partitions(w.partitions))
         .await?;
-    let producer: FutureProducer = settings
-        .client_config(ClientKind::Producer)
-        .create()
-        .map_err(kafka_error("creating raw producer"))?;
+    let (settings, producer) = (&raw.settings, raw.producer.clone());
 
     // Produce phase: like evhub's send_batch, enqueue a batch then await its acknowledgements.
     let bar = progress::bar(w.events, "raw produce");
@@ -147,17 +169,89 @@ pub async fn run(
     }
     // Leaving the group blocks in librdkafka: not on a runtime worker.
     let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
-    let _ = tokio::task::spawn_blocking(move || {
-        use rdkafka::producer::Producer as _;
-        producer.flush(Duration::from_secs(10))
-    })
-    .await;
+    let consume_owned = consume_owned(settings, w, hub, &format!("{group}-owned")).await?;
     Ok(RunResult {
         produce,
         consume,
         join_seconds,
         latencies,
+        consume_owned: Some(consume_owned),
     })
+}
+
+/// The backlog again, through a second group, copying each message into an owned
+/// [`evhub::ReceivedEvent`] the way an owned-event API must (topic, key, payload, headers,
+/// timestamp), on the reading task itself.
+async fn consume_owned(
+    settings: &Settings,
+    w: &Workload,
+    hub: &str,
+    group: &str,
+) -> evhub::Result<Phase> {
+    let bar = progress::bar(w.events, "raw+copy consume");
+    let mut config = settings.client_config(ClientKind::GroupConsumer);
+    config.set("group.id", group);
+    config.set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = config
+        .create()
+        .map_err(kafka_error("creating raw consumer"))?;
+    consumer
+        .subscribe(&[hub])
+        .map_err(kafka_error("subscribing raw consumer"))?;
+    within(w.phase_timeout, "first event", async {
+        consumer.recv().await.map_err(kafka_error("raw consumer"))?;
+        Ok(())
+    })
+    .await?;
+    let clock = Clock::start();
+    let read = async {
+        let mut bytes = 0u64;
+        for _ in 1..w.events {
+            let m = consumer.recv().await.map_err(kafka_error("raw consumer"))?;
+            let event = owned(&m);
+            std::hint::black_box(decode(&event.payload));
+            bytes += event.payload.len() as u64;
+            bar.inc(1);
+        }
+        Ok(bytes)
+    };
+    let bytes = within(w.phase_timeout, "raw+copy consume phase", read).await?;
+    let phase = clock.phase(w.events - 1, bytes);
+    bar.finish_and_clear();
+    let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+    Ok(phase)
+}
+
+fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> evhub::ReceivedEvent {
+    use rdkafka::message::Headers as _;
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| {
+                    let value = h.value.map(evhub::Bytes::copy_from_slice);
+                    (h.key.to_owned(), value.unwrap_or_default())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    evhub::ReceivedEvent {
+        hub: m.topic().to_owned(),
+        partition: u32::try_from(m.partition()).unwrap_or_default(),
+        offset: m.offset(),
+        service_offset: None,
+        enqueued_at: m
+            .timestamp()
+            .to_millis()
+            .and_then(|ms| u64::try_from(ms).ok())
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms)),
+        key: m.key().map(evhub::Bytes::copy_from_slice),
+        payload: m
+            .payload()
+            .map(evhub::Bytes::copy_from_slice)
+            .unwrap_or_default(),
+        headers,
+    }
 }
 
 /// Enqueues the payloads (librdkafka copies them), then waits for every acknowledgement.
