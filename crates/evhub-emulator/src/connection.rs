@@ -60,18 +60,22 @@ pub(crate) async fn serve<Io>(
 ) where
     Io: AsyncRead + AsyncWrite + Debug + Send + Unpin + 'static,
 {
-    let mut connection =
-        match tokio::time::timeout(OPEN_TIMEOUT, acceptor.accept(PadFrames::new(io))).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                tracing::info!(%peer, %error, "connection refused during open");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "connection did not open in time");
-                return;
-            }
-        };
+    let mut connection = match tokio::time::timeout(
+        OPEN_TIMEOUT,
+        acceptor.accept(PadFrames::with_max_frame_size(io, MAX_FRAME_SIZE as usize)),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "connection refused during open");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "connection did not open in time");
+            return;
+        }
+    };
     tracing::debug!(%peer, "connection opened");
     let auth = Arc::new(ConnectionAuth::default());
     let shutdown = broker.shutdown.clone();
