@@ -210,3 +210,102 @@ impl Connector {
         self.timed(&what, open).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evhub_core::config::AzureCredentialKind;
+    use evhub_core::ErrorKind;
+
+    const KEY: &str = "c2VjcmV0LWtleS1mb3ItdGVzdHMtb25seQ==";
+
+    fn from_cs(cs: &str) -> EventHubsConfig {
+        EventHubsConfig::from_connection_string(cs.parse().unwrap())
+    }
+
+    #[test]
+    fn emulator_connection_string_routes_plain_amqp_to_host_and_port() {
+        let c = Connector::from_config(&from_cs(&format!(
+            "Endpoint=sb://127.0.0.1:5673/;SharedAccessKeyName=k;SharedAccessKey={KEY};UseDevelopmentEmulator=true;EntityPath=orders"
+        )))
+        .unwrap();
+        assert_eq!(c.custom_endpoint.as_deref(), Some("amqp://127.0.0.1:5673"));
+        assert_eq!(c.namespace(), "127.0.0.1");
+        let c = Connector::from_config(&from_cs(&format!(
+            "Endpoint=sb://localhost/;SharedAccessKeyName=k;SharedAccessKey={KEY};UseDevelopmentEmulator=true"
+        )))
+        .unwrap();
+        assert_eq!(c.custom_endpoint.as_deref(), Some("amqp://localhost:5672"));
+    }
+
+    #[test]
+    fn namespace_connection_string_drops_entity_path_and_keeps_no_secret_in_debug() {
+        let c = Connector::from_config(&from_cs(&format!(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey={KEY};EntityPath=orders"
+        )))
+        .unwrap();
+        assert!(c.custom_endpoint.is_none());
+        let Auth::ConnectionString(text) = &c.auth else {
+            panic!("expected SAS auth");
+        };
+        assert!(!text.expose().contains("EntityPath"));
+        assert!(!format!("{c:?}").contains(KEY));
+    }
+
+    #[test]
+    fn invalid_combinations_are_config_errors() {
+        let mut both = from_cs(&format!(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey={KEY}"
+        ));
+        both.namespace = Some("ns.servicebus.windows.net".into());
+        assert_eq!(
+            Connector::from_config(&both).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+
+        let mut neither = both.clone();
+        neither.connection_string = None;
+        neither.namespace = None;
+        assert_eq!(
+            Connector::from_config(&neither).unwrap_err().kind(),
+            ErrorKind::Config
+        );
+
+        let mut secret = neither.clone();
+        secret.namespace = Some("ns.servicebus.windows.net".into());
+        secret.credential = Some(AzureCredentialKind::ClientSecret);
+        let e = Connector::from_config(&secret).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("tenant_id"), "{e}");
+
+        let mut endpoint = both.clone();
+        endpoint.namespace = None;
+        endpoint.custom_endpoint = Some("http://127.0.0.1:5672".into());
+        let e = Connector::from_config(&endpoint).unwrap_err();
+        assert!(e.to_string().contains("custom_endpoint"), "{e}");
+    }
+
+    #[test]
+    fn azure_ad_credentials_build_without_network() {
+        let mut config = from_cs(&format!(
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey={KEY}"
+        ));
+        config.connection_string = None;
+        config.namespace = Some("sb://ns.servicebus.windows.net/".into());
+        for kind in [
+            AzureCredentialKind::Default,
+            AzureCredentialKind::ManagedIdentity,
+            AzureCredentialKind::AzureCli,
+        ] {
+            config.credential = Some(kind);
+            let c = Connector::from_config(&config).unwrap();
+            assert_eq!(c.namespace(), "ns.servicebus.windows.net");
+        }
+        config.credential = Some(AzureCredentialKind::ClientSecret);
+        config.tenant_id = Some("00000000-0000-0000-0000-000000000000".into());
+        config.client_id = Some("app".into());
+        config.client_secret = Some(Secret::new("shh"));
+        let c = Connector::from_config(&config).unwrap();
+        assert!(!format!("{c:?}").contains("shh"));
+    }
+}

@@ -281,7 +281,8 @@ async fn pump(
                     // moment (equal epochs: the last attach wins). Deliver only while the store
                     // names this member the owner; re-checked once per balancing interval.
                     if verified.is_none_or(|at| at.elapsed() >= UPDATE_INTERVAL) {
-                        if !shared.store.is_owner(&shared, partition).await {
+                        let fresh = verified.is_none();
+                        if !shared.store.is_owner(&shared, partition, fresh).await {
                             debug!(partition, generation, "partition owned by another member");
                             break;
                         }
@@ -482,6 +483,8 @@ pub(crate) struct TrackingStore {
     held: SyncMutex<HashMap<String, Ownership>>,
     /// The processor's owner id, learned from its claims.
     owner: SyncMutex<Option<String>>,
+    /// The last ownership listing and when it was read, for periodic ownership re-checks.
+    snapshot: SyncMutex<Option<(std::time::Instant, Vec<Ownership>)>>,
 }
 
 impl TrackingStore {
@@ -490,6 +493,7 @@ impl TrackingStore {
             inner,
             held: SyncMutex::new(HashMap::new()),
             owner: SyncMutex::new(None),
+            snapshot: SyncMutex::new(None),
         }
     }
 
@@ -499,7 +503,6 @@ impl TrackingStore {
             return Ok(Vec::new());
         };
         let all = self
-            .inner
             .list_ownerships(&shared.namespace, &shared.hub, &shared.group)
             .await
             .map_err(|e| from_core("listing partition ownership", e))?;
@@ -511,24 +514,34 @@ impl TrackingStore {
     }
 
     /// Whether the store currently names this member the owner of `partition`.
-    async fn is_owner(&self, shared: &Shared, partition: PartitionId) -> bool {
+    async fn is_owner(&self, shared: &Shared, partition: PartitionId, fresh: bool) -> bool {
         let Some(owner) = self.owner.lock().ok().and_then(|o| o.clone()) else {
             return false;
         };
-        match self
-            .inner
-            .list_ownerships(&shared.namespace, &shared.hub, &shared.group)
-            .await
-        {
-            Ok(all) => all.iter().any(|o| {
-                o.partition_id == partition.to_string() && o.owner_id.as_deref() == Some(&owner)
-            }),
-            // The store is unreachable: keep reading; the balancer handles ownership loss.
-            Err(e) => {
-                debug!(error = %e, "ownership check failed");
-                true
-            }
-        }
+        let cached = self
+            .snapshot
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .filter(|(at, _)| !fresh && at.elapsed() < UPDATE_INTERVAL)
+            .map(|(_, all)| all);
+        let all = match cached {
+            Some(all) => all,
+            None => match self
+                .list_ownerships(&shared.namespace, &shared.hub, &shared.group)
+                .await
+            {
+                Ok(all) => all,
+                // The store is unreachable: keep reading; the balancer handles ownership loss.
+                Err(e) => {
+                    debug!(error = %e, "ownership check failed");
+                    return true;
+                }
+            },
+        };
+        all.iter().any(|o| {
+            o.partition_id == partition.to_string() && o.owner_id.as_deref() == Some(&owner)
+        })
     }
 
     fn holds(&self, partition: &str) -> bool {
@@ -599,9 +612,14 @@ impl CheckpointStore for TrackingStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<Ownership>> {
-        self.inner
+        let all = self
+            .inner
             .list_ownerships(namespace, event_hub_name, consumer_group)
-            .await
+            .await?;
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            *snapshot = Some((std::time::Instant::now(), all.clone()));
+        }
+        Ok(all)
     }
 
     async fn update_checkpoint(&self, checkpoint: SdkCheckpoint) -> azure_core::Result<()> {

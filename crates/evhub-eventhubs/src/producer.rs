@@ -239,6 +239,7 @@ impl Producer for EventHubsProducer {
         let span = send_span("eventhubs", &self.hub, event.partition);
         async {
             let _guard = self.in_flight.read().await;
+            self.client()?;
             let encoded = self.encode(std::slice::from_ref(&event))?;
             self.send_encoded(encoded).await?;
             Ok(Delivery {

@@ -39,10 +39,13 @@ async fn raw_sdk(hub: &str) -> (Duration, Duration) {
     let payload = vec![b'x'; SIZE];
     let started = Instant::now();
     for chunk in 0..EVENTS / CHUNK {
-        let batch = producer
+        let batch = match producer
             .create_batch(Some(EventDataBatchOptions::default()))
             .await
-            .unwrap();
+        {
+            Ok(batch) => batch,
+            Err(e) => panic!("raw SDK create_batch failed in chunk {chunk}: {e}"),
+        };
         for _ in 0..CHUNK {
             let data = azure_messaging_eventhubs::models::EventData::builder()
                 .with_body(payload.clone())
@@ -123,22 +126,44 @@ async fn evhub(hub: &str) -> (Duration, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement: run with --release -- --ignored --nocapture"]
 async fn throughput_evhub_vs_raw_sdk() {
-    let (raw_hub, evhub_hub) = ("tp-raw", "tp-evhub");
-    common::create_hub(raw_hub, 1).unwrap();
-    common::create_hub(evhub_hub, 1).unwrap();
-    // Warm-up (connections, allocator) on a throwaway hub pair is skipped: each side opens its
-    // own connections inside its timing anyway, so both pay the same.
-    let (raw_send, raw_recv) = raw_sdk(raw_hub).await;
-    let (ev_send, ev_recv) = evhub(evhub_hub).await;
+    const ROUNDS: usize = 4;
+    let zero = Duration::ZERO;
+    let (mut raw_send, mut raw_recv, mut ev_send, mut ev_recv) = (zero, zero, zero, zero);
+    println!("{EVENTS} events of {SIZE} B per run, batches of {CHUNK}, 1 partition, in-process emulator, {ROUNDS} alternating rounds");
+    for round in 0..ROUNDS {
+        let raw_hub = format!("tp-raw-{round}");
+        let evhub_hub = format!("tp-evhub-{round}");
+        common::create_hub(&raw_hub, 1).unwrap();
+        common::create_hub(&evhub_hub, 1).unwrap();
+        // Alternate which side goes first so warm-up and emulator growth hit both equally.
+        let ((rs, rr), (es, er)) = if round % 2 == 0 {
+            let raw = raw_sdk(&raw_hub).await;
+            (raw, evhub(&evhub_hub).await)
+        } else {
+            let ev = evhub(&evhub_hub).await;
+            (raw_sdk(&raw_hub).await, ev)
+        };
+        println!(
+            "round {round}: send raw {:.0} / evhub {:.0} ev/s; receive raw {:.0} / evhub {:.0} ev/s",
+            rate(EVENTS, rs),
+            rate(EVENTS, es),
+            rate(EVENTS, rr),
+            rate(EVENTS, er)
+        );
+        raw_send += rs;
+        raw_recv += rr;
+        ev_send += es;
+        ev_recv += er;
+    }
+    let total = EVENTS * ROUNDS;
     let line = |what: &str, raw: Duration, ev: Duration| {
         println!(
             "{what:>8}: raw SDK {:>9.0} ev/s, evhub {:>9.0} ev/s, evhub/raw = {:.2}",
-            rate(EVENTS, raw),
-            rate(EVENTS, ev),
+            rate(total, raw),
+            rate(total, ev),
             raw.as_secs_f64() / ev.as_secs_f64()
         );
     };
-    println!("{EVENTS} events of {SIZE} B, batches of {CHUNK}, 1 partition, in-process emulator");
     line("send", raw_send, ev_send);
     line("receive", raw_recv, ev_recv);
 }
