@@ -9,7 +9,7 @@ use evhub_conformance::Harness;
 use evhub_core::{Backend, Result};
 
 struct EmulatorHarness {
-    checkpoint_store: &'static str,
+    checkpoint_store: String,
 }
 
 #[evhub_core::async_trait]
@@ -19,7 +19,7 @@ impl Harness for EmulatorHarness {
     }
 
     async fn connect(&self) -> Result<Arc<dyn Backend>> {
-        common::backend(self.checkpoint_store).await
+        common::backend(&self.checkpoint_store).await
     }
 
     // Event Hubs creates hubs and consumer groups through Azure Resource Manager, not over
@@ -35,8 +35,32 @@ impl Harness for EmulatorHarness {
 
 fn harness() -> EmulatorHarness {
     EmulatorHarness {
-        checkpoint_store: "memory://conformance",
+        checkpoint_store: "memory://conformance".to_owned(),
     }
 }
 
 evhub_conformance::conformance_tests!(harness());
+
+/// The consumer-group cases again with checkpoints and ownership in a local directory (the
+/// object-store flavour the suite above does not use).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_cases_with_local_directory_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url::Url::from_directory_path(dir.path()).unwrap();
+    let harness = EmulatorHarness {
+        checkpoint_store: url.to_string(),
+    };
+    for case in [
+        "commit_then_new_member_resumes",
+        "uncommitted_events_redelivered_after_leave",
+        "restart_resumes_after_last_commit",
+    ] {
+        let report = evhub_conformance::run_case(case, &harness).await;
+        assert_eq!(
+            report.outcome,
+            evhub_conformance::Outcome::Passed,
+            "{case} with {}",
+            harness.name()
+        );
+    }
+}
