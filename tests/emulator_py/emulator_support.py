@@ -16,6 +16,7 @@ class Emulator:
     port: int
     key_name: str
     key: str
+    startup_seconds: float = 0.0
 
     def conn_str(self, hub, key=None):
         return (
@@ -28,7 +29,11 @@ LISTEN_LINE = re.compile(r"listening on amqp://([0-9.]+):(\d+)")
 
 
 def start_emulator(binary, args, key_name, key, timeout=10.0):
-    """Starts the binary with --port 0 among args; returns (process, Emulator)."""
+    """Starts the binary with --port 0 among args; returns (process, Emulator).
+
+    The Emulator's `startup_seconds` is the time until it reported listening.
+    """
+    began = time.monotonic()
     proc = subprocess.Popen(
         [binary, *args, "--key", f"{key_name}={key}"],
         stdout=subprocess.PIPE,
@@ -41,7 +46,9 @@ def start_emulator(binary, args, key_name, key, timeout=10.0):
         line = proc.stdout.readline()
         match = LISTEN_LINE.search(line)
         if match:
-            return proc, Emulator(match.group(1), int(match.group(2)), key_name, key)
+            emu = Emulator(match.group(1), int(match.group(2)), key_name, key)
+            emu.startup_seconds = time.monotonic() - began
+            return proc, emu
         if proc.poll() is not None:
             break
     proc.kill()

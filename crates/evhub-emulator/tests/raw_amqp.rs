@@ -409,3 +409,69 @@ async fn bad_input_closes_only_the_offending_connection() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_with_generated_certificate() {
+    use std::sync::Arc;
+    use tokio_rustls::{
+        rustls::{
+            pki_types::{pem::PemObject, CertificateDer, ServerName},
+            ClientConfig, RootCertStore,
+        },
+        TlsConnector,
+    };
+    bounded(async {
+        let emulator = Emulator::builder()
+            .port(0)
+            .hub("hub", 1)
+            .no_auth(true)
+            .tls(evhub_emulator::TlsConfig {
+                bind: "127.0.0.1:0".parse().unwrap(),
+                cert: None,
+                key: None,
+            })
+            .start()
+            .await
+            .unwrap();
+        let pem = emulator
+            .tls_certificate_pem()
+            .expect("generated certificate");
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(emulator.tls_addr().unwrap())
+            .await
+            .unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost".to_string()).unwrap(), tcp)
+            .await
+            .expect("TLS handshake with the generated certificate");
+        let mut connection = Connection::builder()
+            .container_id("tls-test")
+            .sasl_profile(fe2o3_amqp::sasl_profile::SaslProfile::Anonymous)
+            .open_with_stream(tls)
+            .await
+            .unwrap();
+        let mut session = Session::begin(&mut connection).await.unwrap();
+        round_trip(&mut session, "0", "over-tls").await;
+        // A plain client on the TLS port gets no AMQP header back.
+        let mut plain = TcpStream::connect(emulator.tls_addr().unwrap())
+            .await
+            .unwrap();
+        plain.write_all(b"AMQP\x03\x01\x00\x00").await.unwrap();
+        let received = read_to_close(&mut plain, "plain on TLS port").await;
+        assert!(!received.starts_with(b"AMQP"), "{received:?}");
+        session.end().await.unwrap();
+        connection.close().await.unwrap();
+        emulator.shutdown().await;
+    })
+    .await;
+}
