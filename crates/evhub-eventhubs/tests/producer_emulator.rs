@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use evhub_core::{Backend, ErrorKind, Event, ReaderOptions, StartPosition};
+use evhub_core::{ErrorKind, Event, ReaderOptions, StartPosition};
 
 fn unique(prefix: &str) -> String {
     format!(
