@@ -172,12 +172,33 @@ async fn print_events(
     bar: &indicatif::ProgressBar,
 ) -> CliResult {
     let deadline = args.timeout.map(|t| Instant::now() + t);
+    // Ctrl-C stops reading; what was printed is still flushed and committed, and the group
+    // member leaves cleanly.
+    let (interrupt, mut interrupted) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupt.send(true);
+        }
+    });
+    let result = read_loop(&mut rx, consumer, args, bar, deadline, &mut interrupted).await;
+    watcher.abort();
+    result
+}
+
+async fn read_loop(
+    rx: &mut mpsc::Receiver<Item>,
+    consumer: Option<&dyn Consumer>,
+    args: &ConsumeArgs,
+    bar: &indicatif::ProgressBar,
+    deadline: Option<Instant>,
+    interrupted: &mut tokio::sync::watch::Receiver<bool>,
+) -> CliResult {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut pending: BTreeMap<(String, PartitionId), Checkpoint> = BTreeMap::new();
     let mut last_commit = Instant::now();
     let mut received = 0u64;
     loop {
-        if args.count.is_some_and(|n| received >= n) {
+        if args.count.is_some_and(|n| received >= n) || *interrupted.borrow() {
             break;
         }
         // Nothing more ready: make what was printed visible (and committed) before waiting.
@@ -193,7 +214,11 @@ async fn print_events(
                 if let Some(d) = deadline {
                     wait = wait.min(d.saturating_duration_since(now));
                 }
-                match tokio::time::timeout(wait, rx.recv()).await {
+                let next = tokio::select! {
+                    next = tokio::time::timeout(wait, rx.recv()) => next,
+                    _ = interrupted.wait_for(|stop| *stop) => break,
+                };
+                match next {
                     Ok(item) => item,
                     Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
                         return match args.count {

@@ -331,3 +331,40 @@ fn unreachable_broker_fails_fast_without_secrets() {
     assert!(!r.stderr.contains(key), "{}", r.stderr);
     assert!(!r.stderr.contains("SharedAccessKey="), "{}", r.stderr);
 }
+
+#[test]
+fn ctrl_c_stops_consume_cleanly() {
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("evhub"))
+        .args([
+            "--url",
+            "memory://?hubs=orders:2",
+            "consume",
+            "--hub",
+            "orders",
+            "--group",
+            "g",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let out = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "consume did not stop on SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Without the handler the process dies by the signal and has no exit code.
+    assert_eq!(out.code(), Some(0), "{out:?}");
+}
