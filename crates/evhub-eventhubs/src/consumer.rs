@@ -403,7 +403,15 @@ impl Consumer for EventHubsConsumer {
             .lock()
             .map(|r| r.contains_key(&checkpoint.partition))
             .unwrap_or(false);
-        if !reading || !shared.store.holds(&checkpoint.partition.to_string()) {
+        // Own claim, own reader, and no newer claim by another member in the store (a listing
+        // at most one balancing interval old).
+        if !reading
+            || !shared.store.holds(&checkpoint.partition.to_string())
+            || !shared
+                .store
+                .is_owner(shared, checkpoint.partition, false)
+                .await
+        {
             return Err(Error::new(
                 ErrorKind::Conflict,
                 format!(
