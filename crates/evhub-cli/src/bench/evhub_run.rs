@@ -17,12 +17,24 @@ pub async fn run(
     hub: &str,
     group: &str,
 ) -> evhub::Result<RunResult> {
-    backend
-        .create_hub(hub, HubOptions::with_partitions(w.partitions))
-        .await?;
+    if backend.capabilities().create_hub {
+        backend
+            .create_hub(hub, HubOptions::with_partitions(w.partitions))
+            .await?;
+    }
     let mut producers: Vec<Arc<dyn Producer>> = Vec::with_capacity(w.producers as usize);
     for _ in 0..w.producers {
-        producers.push(backend.producer(hub).await?);
+        producers.push(backend.producer(hub).await.map_err(|e| {
+            if e.kind() == evhub::ErrorKind::NotFound && !backend.capabilities().create_hub {
+                evhub::Error::not_found(format!(
+                    "{}; backend `{}` cannot create hubs: the benchmark needs a service that creates them on first use (evhub-emulator --auto-create-hubs)",
+                    e.message(),
+                    backend.id()
+                ))
+            } else {
+                e
+            }
+        })?);
     }
 
     // Produce phase.

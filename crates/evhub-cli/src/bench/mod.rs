@@ -117,13 +117,10 @@ pub async fn run(
             )));
         }
     }
-    if !backend.capabilities().create_hub {
-        return Err(evhub::Error::unsupported(
-            backend.id(),
-            "creating hubs, which the benchmark needs for fresh hubs per run",
-        )
-        .into());
-    }
+    // Backends that cannot create hubs (Event Hubs) need the fresh hubs to exist or to be
+    // created on first use (the evhub emulator's `--auto-create-hubs`), and read with the
+    // `$Default` group every event hub has.
+    let creates_hubs = backend.capabilities().create_hub;
     let raw = match (args.compare_raw, raw_kafka::settings(config)) {
         (false, _) => None,
         (true, Ok(settings)) => Some(Ok(raw_kafka::RawKafka::connect(settings).await?)),
@@ -149,7 +146,11 @@ pub async fn run(
                     "raw"
                 }
             );
-            let group = format!("{hub}-g");
+            let group = if creates_hubs {
+                format!("{hub}-g")
+            } else {
+                "$Default".to_owned()
+            };
             let result = match (client, &raw) {
                 (Client::Evhub, _) => evhub_run::run(backend, &w, &hub, &group).await?,
                 (Client::Raw, Some(Ok(raw))) => {
