@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use evhub::config::Config;
 use evhub::{Backend, HubOptions};
-use evhub_kafka::rdkafka;
 use evhub_kafka::{map_kafka_error, ClientKind, Settings};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
