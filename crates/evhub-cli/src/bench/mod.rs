@@ -1,6 +1,7 @@
 //! `evhub bench`: throughput and end-to-end latency, optionally side by side with the raw client.
 
 mod evhub_run;
+mod raw_eventhubs;
 mod raw_kafka;
 mod stats;
 
@@ -93,6 +94,21 @@ fn task_failed(e: tokio::task::JoinError) -> evhub::Error {
     evhub::Error::new(ErrorKind::Other, format!("benchmark task failed: {e}"))
 }
 
+/// The raw client of the configured backend.
+enum Raw {
+    Kafka(raw_kafka::RawKafka),
+    EventHubs(raw_eventhubs::RawEventHubs),
+}
+
+impl Raw {
+    fn description(&self) -> &'static str {
+        match self {
+            Raw::Kafka(_) => raw_kafka::CLIENT,
+            Raw::EventHubs(_) => raw_eventhubs::CLIENT,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Client {
     Evhub,
@@ -121,10 +137,17 @@ pub async fn run(
     // created on first use (the evhub emulator's `--auto-create-hubs`), and read with the
     // `$Default` group every event hub has.
     let creates_hubs = backend.capabilities().create_hub;
-    let raw = match (args.compare_raw, raw_kafka::settings(config)) {
+    let raw = match (args.compare_raw, config) {
         (false, _) => None,
-        (true, Ok(settings)) => Some(Ok(raw_kafka::RawKafka::connect(settings).await?)),
-        (true, Err(reason)) => Some(Err(reason)),
+        (true, Config::EventHubs(_)) => {
+            Some(raw_eventhubs::RawEventHubs::from_config(config).map(Raw::EventHubs))
+        }
+        (true, _) => match raw_kafka::settings(config) {
+            Ok(settings) => Some(Ok(Raw::Kafka(
+                raw_kafka::RawKafka::connect(settings).await?,
+            ))),
+            Err(reason) => Some(Err(reason)),
+        },
     };
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let run_id = &run_id[..8];
@@ -153,8 +176,11 @@ pub async fn run(
             };
             let result = match (client, &raw) {
                 (Client::Evhub, _) => evhub_run::run(backend, &w, &hub, &group).await?,
-                (Client::Raw, Some(Ok(raw))) => {
+                (Client::Raw, Some(Ok(Raw::Kafka(raw)))) => {
                     raw_kafka::run(raw, backend, &w, &hub, &group).await?
+                }
+                (Client::Raw, Some(Ok(Raw::EventHubs(raw)))) => {
+                    raw_eventhubs::run(raw, &w, &hub).await?
                 }
                 (Client::Raw, _) => continue,
             };
@@ -186,8 +212,13 @@ pub async fn run(
         Some(Err(reason)) => Some(reason.clone()),
         _ => None,
     };
+    let raw_client = match &raw {
+        Some(Ok(raw)) => Some(raw.description()),
+        _ => None,
+    };
     let report = Report {
         backend: backend.id(),
+        raw_client,
         workload: &w,
         rounds: args.rounds,
         evhub,
@@ -206,6 +237,7 @@ pub async fn run(
 
 struct Report<'a> {
     backend: &'static str,
+    raw_client: Option<&'static str>,
     workload: &'a Workload,
     rounds: u32,
     evhub: Metrics,
@@ -256,7 +288,7 @@ impl Report<'_> {
             "rounds": self.rounds,
             "evhub": self.evhub,
             "raw": self.raw,
-            "raw_client": self.raw.map(|_| raw_kafka::CLIENT),
+            "raw_client": self.raw.and(self.raw_client),
             "raw_skipped": self.raw_note,
             "ratio": ratio,
             "runs": { "evhub": runs(self.evhub_runs), "raw": runs(self.raw_runs) },
@@ -272,7 +304,9 @@ impl Report<'_> {
         let fmt = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
         let rows: Vec<Vec<String>> = METRICS
             .iter()
-            .filter(|(ours, raw, _, _)| ours == raw || self.raw.is_some())
+            .filter(|(ours, raw, _, _)| {
+                ours == raw || self.raw.is_some_and(|r| r.get(raw).is_some())
+            })
             .map(|(ours, raw_field, label, higher_better)| {
                 let mut row = vec![(*label).to_owned(), fmt(self.evhub.get(ours))];
                 if let Some(raw) = &self.raw {
@@ -297,8 +331,8 @@ impl Report<'_> {
             &["metric", "evhub"]
         };
         out.push_str(&table(header, &rows));
-        if self.raw.is_some() {
-            out.push_str(&format!("raw client: {}\n", raw_kafka::CLIENT));
+        if let (Some(_), Some(client)) = (&self.raw, self.raw_client) {
+            out.push_str(&format!("raw client: {client}\n"));
         }
         if let Some(note) = &self.raw_note {
             out.push_str(&format!("raw client: skipped: {note}\n"));
@@ -350,6 +384,7 @@ mod tests {
         };
         let report = Report {
             backend: "kafka",
+            raw_client: Some(raw_kafka::CLIENT),
             workload: &w,
             rounds: 1,
             evhub,
