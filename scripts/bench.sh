@@ -80,7 +80,7 @@ if [[ " $BACKENDS " == *" eventhubs "* ]] && [ -z "$eventhubs_config" ]; then
     emulator_pid=$!
     port=""
     for _ in $(seq 1 100); do
-      port="$(grep -o 'listening on amqp://127.0.0.1:[0-9]*' "$TMP/emulator.log" | head -1 | sed 's/.*://')"
+      port="$(grep -o 'listening on amqp://127.0.0.1:[0-9]*' "$TMP/emulator.log" | head -1 | sed 's/.*://' || true)"
       [ -n "$port" ] && break
       sleep 0.1
     done
@@ -100,6 +100,7 @@ TOML
 fi
 
 runs=()
+failed=()
 n=0
 bench() {
   local name="$1" url="$2"; shift 2
@@ -110,9 +111,14 @@ bench() {
       log "$name: $EVENTS events x $size B, $producers producer(s), $ROUNDS round(s)"
       local source=(--url "$url")
       [ -f "$url" ] && source=(--config "$url")
-      "$BIN" "${source[@]}" bench --events "$EVENTS" --size "$size" --producers "$producers" \
-        --rounds "$ROUNDS" --json "$@" >"$file"
-      runs+=("$file")
+      if "$BIN" "${source[@]}" bench --events "$EVENTS" --size "$size" --producers "$producers" \
+        --rounds "$ROUNDS" --json "$@" >"$file" 2>"$file.err"; then
+        runs+=("$file")
+      else
+        failed+=("$name size $size producers $producers: $(tail -1 "$file.err")")
+        log "FAILED: ${failed[-1]}"
+      fi
+      grep '^round' "$file.err" >&2 || true
     done
   done
 }
@@ -164,3 +170,8 @@ for file in "${runs[@]}"; do
   ratio="$(grep -o '"ratio":{[^}]*}' "$file" || true)"
   [ -z "$ratio" ] || log "$(grep -o '"backend":"[^"]*"' "$file" | head -1) $(grep -o '"size":[0-9]*' "$file" | head -1) $(grep -o '"producers":[0-9]*' "$file" | head -1) $ratio"
 done
+if [ "${#failed[@]}" -gt 0 ]; then
+  log "${#failed[@]} run(s) failed:"
+  printf 'bench:   %s\n' "${failed[@]}" >&2
+  exit 1
+fi
