@@ -5,7 +5,8 @@
 //! returns a report per case (used by `evhub check`), and [`conformance_tests!`] that turns every
 //! case into a `#[tokio::test]`:
 //!
-//! ```ignore
+//! ```text
+//! // in tests/conformance.rs of a backend crate:
 //! evhub_conformance::conformance_tests!(my_backend_tests::harness());
 //! ```
 //!
