@@ -30,6 +30,36 @@ use futures::future::BoxFuture;
 /// A case: takes the harness, returns passed, skipped (with reason) or a failure.
 pub type CaseFn = for<'a> fn(&'a dyn Harness) -> BoxFuture<'a, CaseResult>;
 
+/// Calls `$callback! { $($prefix)* <every case name>, }`: the one list of cases, shared by
+/// [`CASES`] and [`conformance_tests!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_case_names {
+    ($($callback:ident)::+ { $($prefix:tt)* }) => {
+        $($callback)::+! { $($prefix)*
+            round_trip,
+            batch_send,
+            key_routes_to_one_partition_in_order,
+            headers_and_key_byte_exact,
+            hub_and_partition_metadata,
+            reader_start_positions,
+            commit_then_new_member_resumes,
+            uncommitted_events_redelivered_after_leave,
+            members_split_partitions,
+            groups_fan_out,
+            too_large_rejected_and_producer_survives,
+            unknown_hub_not_found,
+            use_after_close_is_closed,
+            concurrent_producers_totals,
+            hub_isolation,
+            restart_resumes_after_last_commit,
+            new_group_starts_at_configured_position,
+            commit_tracker_never_skips_failed_event,
+            traceparent_crosses_the_hub,
+        }
+    };
+}
+
 macro_rules! case_list {
     ($($name:ident),* $(,)?) => {
         /// Every case, by name, in a stable order.
@@ -39,27 +69,7 @@ macro_rules! case_list {
     };
 }
 
-case_list!(
-    round_trip,
-    batch_send,
-    key_routes_to_one_partition_in_order,
-    headers_and_key_byte_exact,
-    hub_and_partition_metadata,
-    reader_start_positions,
-    commit_then_new_member_resumes,
-    uncommitted_events_redelivered_after_leave,
-    members_split_partitions,
-    groups_fan_out,
-    too_large_rejected_and_producer_survives,
-    unknown_hub_not_found,
-    use_after_close_is_closed,
-    concurrent_producers_totals,
-    hub_isolation,
-    restart_resumes_after_last_commit,
-    new_group_starts_at_configured_position,
-    commit_tracker_never_skips_failed_event,
-    traceparent_crosses_the_hub,
-);
+__with_case_names!(case_list {});
 
 /// Runs one case by name and measures it.
 pub async fn run_case(name: &str, harness: &dyn Harness) -> CaseReport {
@@ -120,27 +130,7 @@ pub async fn assert_case(name: &str, harness: &dyn Harness) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($harness:expr) => {
-        $crate::conformance_tests!(@cases $harness;
-            round_trip,
-            batch_send,
-            key_routes_to_one_partition_in_order,
-            headers_and_key_byte_exact,
-            hub_and_partition_metadata,
-            reader_start_positions,
-            commit_then_new_member_resumes,
-            uncommitted_events_redelivered_after_leave,
-            members_split_partitions,
-            groups_fan_out,
-            too_large_rejected_and_producer_survives,
-            unknown_hub_not_found,
-            use_after_close_is_closed,
-            concurrent_producers_totals,
-            hub_isolation,
-            restart_resumes_after_last_commit,
-            new_group_starts_at_configured_position,
-            commit_tracker_never_skips_failed_event,
-            traceparent_crosses_the_hub,
-        );
+        $crate::__with_case_names!($crate::conformance_tests { @cases $harness; });
     };
     (@cases $harness:expr; $($name:ident),* $(,)?) => {
         $(
