@@ -240,7 +240,7 @@ async fn read_loop(
         received += 1;
         bar.inc(1);
         if args.commit {
-            pending.insert((event.hub.clone(), event.partition), event.checkpoint());
+            pending.insert((event.hub.to_string(), event.partition), event.checkpoint());
             if last_commit.elapsed() >= COMMIT_EVERY {
                 flush(&mut out)?;
                 commit(consumer, &mut pending).await?;

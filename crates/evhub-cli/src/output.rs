@@ -27,7 +27,7 @@ pub fn bytes_field(bytes: &[u8]) -> (String, &'static str) {
 /// The JSON line for an event: hub, partition, offset, time, key, headers, payload.
 pub fn event_json(event: &ReceivedEvent) -> Value {
     let mut obj = Map::new();
-    obj.insert("hub".into(), json!(event.hub));
+    obj.insert("hub".into(), json!(&*event.hub));
     obj.insert("partition".into(), json!(event.partition));
     obj.insert("offset".into(), json!(event.offset));
     if let Some(service_offset) = &event.service_offset {

@@ -10,7 +10,8 @@
 //! received event was acknowledged. A failed event blocks its partition's checkpoint until it is
 //! acknowledged (for example after a retry or after writing it to a dead-letter hub).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,11 @@ pub struct Checkpoint {
 
 /// Tracks received and acknowledged events and yields only gap-free checkpoints.
 ///
+/// Memory is bounded by the number of *gaps* (runs of unacknowledged events), not by the number
+/// of events: behind one stuck event, any number of later acknowledged events occupy one range.
+/// [`blocked`](Self::blocked) reports partitions held back by an unacknowledged event, so a
+/// stuck event is visible instead of silently holding the checkpoint.
+///
 /// ```
 /// use evhub_core::{CommitTracker, ReceivedEvent};
 /// # fn event(offset: i64) -> ReceivedEvent {
@@ -51,15 +57,162 @@ pub struct Checkpoint {
 /// ```
 #[derive(Debug, Default)]
 pub struct CommitTracker {
-    partitions: BTreeMap<(String, PartitionId), PartitionTrack>,
+    hubs: BTreeMap<Arc<str>, BTreeMap<PartitionId, PartitionTrack>>,
 }
+
+/// A partition whose checkpoint is held back by an unacknowledged event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// Hub name.
+    pub hub: String,
+    /// Partition.
+    pub partition: PartitionId,
+    /// The oldest received event not acknowledged yet.
+    pub offset: i64,
+    /// Events after it that were acknowledged but cannot be committed until it is.
+    pub acked_behind: u64,
+}
+
+/// A processed position: offset plus the service's offset string where it has one.
+type Position = (i64, Option<String>);
 
 #[derive(Debug, Default)]
 struct PartitionTrack {
-    pending: BTreeSet<i64>,
-    acked: BTreeMap<i64, Checkpoint>,
-    ready: Option<Checkpoint>,
+    /// Received, not yet acknowledged offsets, as inclusive ranges `start -> end`.
+    outstanding: BTreeMap<i64, i64>,
+    /// Acknowledged offsets above the oldest outstanding one, as ranges `start -> (end, position
+    /// of the highest acknowledged event in the range)`. Neighbouring ranges merge when no
+    /// outstanding offset lies between them, so offset gaps (Kafka) do not fragment them.
+    acked: BTreeMap<i64, AckedRange>,
+    acked_behind: u64,
+    ready: Option<Position>,
     committed: Option<i64>,
+}
+
+impl PartitionTrack {
+    fn is_outstanding(&self, offset: i64) -> bool {
+        self.outstanding
+            .range(..=offset)
+            .next_back()
+            .is_some_and(|(_, &end)| end >= offset)
+    }
+
+    fn insert_outstanding(&mut self, offset: i64) {
+        // A redelivery of an event already acknowledged stays acknowledged: it must not hold
+        // back (or be folded past) the ranges around it.
+        let acked = self.ready.as_ref().is_some_and(|(r, _)| offset <= *r)
+            || self
+                .acked
+                .range(..=offset)
+                .next_back()
+                .is_some_and(|(_, r)| r.end >= offset);
+        if acked || self.is_outstanding(offset) {
+            return;
+        }
+        let below = self
+            .outstanding
+            .range(..offset)
+            .next_back()
+            .filter(|(_, &end)| end == offset - 1)
+            .map(|(&s, _)| s);
+        let above = self.outstanding.remove(&(offset + 1));
+        match below {
+            Some(start) => {
+                self.outstanding.insert(start, above.unwrap_or(offset));
+            }
+            None => {
+                self.outstanding.insert(offset, above.unwrap_or(offset));
+            }
+        }
+    }
+
+    /// Removes `offset` from the outstanding ranges; false when it was not outstanding.
+    fn remove_outstanding(&mut self, offset: i64) -> bool {
+        let Some((&start, &end)) = self.outstanding.range(..=offset).next_back() else {
+            return false;
+        };
+        if end < offset {
+            return false;
+        }
+        self.outstanding.remove(&start);
+        if start < offset {
+            self.outstanding.insert(start, offset - 1);
+        }
+        if offset < end {
+            self.outstanding.insert(offset + 1, end);
+        }
+        true
+    }
+
+    /// Whether an outstanding offset lies strictly between `low` and `high`.
+    fn outstanding_between(&self, low: i64, high: i64) -> bool {
+        self.outstanding
+            .range(..high)
+            .next_back()
+            .is_some_and(|(_, &end)| end > low)
+    }
+
+    fn insert_acked(&mut self, offset: i64, position: Position) {
+        let mut merged = AckedRange {
+            end: offset,
+            top: position,
+            count: 1,
+        };
+        let mut start = offset;
+        if let Some((&s, r)) = self.acked.range(..offset).next_back() {
+            if !self.outstanding_between(r.end, offset) {
+                if let Some(r) = self.acked.remove(&s) {
+                    start = s;
+                    merged = merged.merge(r);
+                }
+            }
+        }
+        if let Some((&s, _)) = self.acked.range(offset + 1..).next() {
+            if !self.outstanding_between(offset, s) {
+                if let Some(r) = self.acked.remove(&s) {
+                    merged = merged.merge(r);
+                }
+            }
+        }
+        self.acked.insert(start, merged);
+        self.acked_behind += 1;
+    }
+
+    /// Moves acknowledged ranges below the oldest outstanding offset into `ready`.
+    fn fold(&mut self) {
+        let low = self.outstanding.keys().next().copied().unwrap_or(i64::MAX);
+        while let Some(entry) = self.acked.first_entry() {
+            if *entry.key() > low {
+                break;
+            }
+            let range = entry.remove();
+            self.acked_behind -= range.count;
+            self.ready = Some(range.top);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AckedRange {
+    end: i64,
+    /// Position of the highest acknowledged event in the range.
+    top: Position,
+    count: u64,
+}
+
+impl AckedRange {
+    fn merge(self, other: AckedRange) -> AckedRange {
+        let (end, top) = if other.end > self.end {
+            (other.end, other.top)
+        } else {
+            (self.end, self.top)
+        };
+        AckedRange {
+            end,
+            top,
+            count: self.count + other.count,
+        }
+    }
 }
 
 impl CommitTracker {
@@ -68,55 +221,80 @@ impl CommitTracker {
         Self::default()
     }
 
-    /// Records that `event` was handed to processing.
-    pub fn received(&mut self, event: &ReceivedEvent) {
-        let track = self
-            .partitions
-            .entry((event.hub.clone(), event.partition))
-            .or_default();
-        track.pending.insert(event.offset);
+    fn track_mut(&mut self, hub: &Arc<str>, partition: PartitionId) -> &mut PartitionTrack {
+        if !self.hubs.contains_key(&**hub) {
+            self.hubs.insert(hub.clone(), BTreeMap::new());
+        }
+        match self.hubs.get_mut(&**hub) {
+            Some(partitions) => partitions.entry(partition).or_default(),
+            None => unreachable!("inserted above"),
+        }
     }
 
-    /// Records that processing of `event` succeeded.
+    /// Records that `event` was handed to processing. An event received again after it was
+    /// acknowledged (a redelivery) counts as acknowledged.
+    pub fn received(&mut self, event: &ReceivedEvent) {
+        self.track_mut(&event.hub, event.partition)
+            .insert_outstanding(event.offset);
+    }
+
+    /// Records a whole batch as handed to processing.
+    pub fn received_batch(&mut self, events: &[ReceivedEvent]) {
+        events.iter().for_each(|e| self.received(e));
+    }
+
+    /// Records that processing of `event` succeeded. Unknown or already acknowledged events are
+    /// ignored.
     pub fn ack(&mut self, event: &ReceivedEvent) {
         let Some(track) = self
-            .partitions
-            .get_mut(&(event.hub.clone(), event.partition))
+            .hubs
+            .get_mut(&*event.hub)
+            .and_then(|p| p.get_mut(&event.partition))
         else {
             return;
         };
-        if !track.pending.contains(&event.offset) {
+        if !track.remove_outstanding(event.offset) {
             return;
         }
-        track.acked.insert(event.offset, event.checkpoint());
-        // Advance over the acknowledged prefix of the pending set.
-        while let Some(&first) = track.pending.first() {
-            let Some(checkpoint) = track.acked.remove(&first) else {
-                break;
-            };
-            track.pending.remove(&first);
-            track.ready = Some(checkpoint);
-        }
+        track.insert_acked(event.offset, (event.offset, event.service_offset.clone()));
+        track.fold();
+    }
+
+    /// Records a whole batch as processed.
+    pub fn ack_batch(&mut self, events: &[ReceivedEvent]) {
+        events.iter().for_each(|e| self.ack(e));
     }
 
     /// Checkpoints that are safe to commit now: one per partition whose acknowledged prefix grew
     /// since the last call. Call [`CommitTracker::committed`] after committing them.
     pub fn ready(&self) -> Vec<Checkpoint> {
-        self.partitions
-            .values()
-            .filter_map(|t| match (&t.ready, t.committed) {
-                (Some(cp), Some(done)) if cp.offset <= done => None,
-                (Some(cp), _) => Some(cp.clone()),
-                (None, _) => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (hub, partitions) in &self.hubs {
+            for (&partition, t) in partitions {
+                let Some((offset, service_offset)) = &t.ready else {
+                    continue;
+                };
+                if t.committed.is_some_and(|done| *offset <= done) {
+                    continue;
+                }
+                out.push(Checkpoint {
+                    hub: hub.to_string(),
+                    partition,
+                    offset: *offset,
+                    service_offset: service_offset.clone(),
+                });
+            }
+        }
+        out
     }
 
-    /// Records that `checkpoint` was committed, so [`ready`](Self::ready) stops returning it.
+    /// Records that `checkpoint` was committed (or skipped because the partition moved), so
+    /// [`ready`](Self::ready) stops returning it.
     pub fn committed(&mut self, checkpoint: &Checkpoint) {
         if let Some(track) = self
-            .partitions
-            .get_mut(&(checkpoint.hub.clone(), checkpoint.partition))
+            .hubs
+            .get_mut(checkpoint.hub.as_str())
+            .and_then(|p| p.get_mut(&checkpoint.partition))
         {
             track.committed = Some(
                 track
@@ -128,16 +306,54 @@ impl CommitTracker {
 
     /// Forgets a partition (after it was revoked from this member).
     pub fn forget(&mut self, hub: &str, partition: PartitionId) {
-        self.partitions.remove(&(hub.to_owned(), partition));
+        if let Some(partitions) = self.hubs.get_mut(hub) {
+            partitions.remove(&partition);
+        }
     }
 
     /// Number of received events not yet acknowledged, over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.partitions
+        self.hubs
             .values()
-            .map(|t| t.pending.len() - t.acked.len())
+            .flat_map(|p| p.values())
+            .flat_map(|t| t.outstanding.iter())
+            .map(|(s, e)| (e - s + 1) as usize)
             .sum()
     }
+
+    /// Partitions whose checkpoint is held back by an unacknowledged event while later events
+    /// were acknowledged: the event to look at, and how many acknowledged events wait behind it.
+    pub fn blocked(&self) -> Vec<Blocked> {
+        let mut out = Vec::new();
+        for (hub, partitions) in &self.hubs {
+            for (&partition, t) in partitions {
+                if let (Some((&offset, _)), false) =
+                    (t.outstanding.iter().next(), t.acked.is_empty())
+                {
+                    out.push(Blocked {
+                        hub: hub.to_string(),
+                        partition,
+                        offset,
+                        acked_behind: t.acked_behind,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The checkpoint of the last event of each partition in `events`: committing them marks the
+/// whole batch processed (the commit rule), one commit per partition.
+pub fn last_per_partition(events: &[ReceivedEvent]) -> Vec<Checkpoint> {
+    let mut last: BTreeMap<(&str, PartitionId), &ReceivedEvent> = BTreeMap::new();
+    for event in events {
+        let slot = last.entry((&event.hub, event.partition)).or_insert(event);
+        if event.offset > slot.offset {
+            *slot = event;
+        }
+    }
+    last.values().map(|e| e.checkpoint()).collect()
 }
 
 #[cfg(test)]
@@ -187,6 +403,85 @@ mod tests {
         assert_eq!(ready.len(), 1);
         assert_eq!(ready[0].partition, 1);
         assert_eq!(ready[0].service_offset.as_deref(), Some("svc-20"));
+    }
+
+    #[test]
+    fn memory_stays_bounded_behind_a_stuck_event() {
+        let mut t = CommitTracker::new();
+        let stuck = ev(0, 0);
+        t.received(&stuck);
+        for o in 1..100_000 {
+            let e = ev(0, o);
+            t.received(&e);
+            t.ack(&e);
+        }
+        let track = &t.hubs["h"][&0];
+        assert_eq!(track.acked.len(), 1, "one range behind the stuck event");
+        assert_eq!(track.outstanding.len(), 1);
+        assert!(t.ready().is_empty());
+        assert_eq!(
+            t.blocked(),
+            vec![Blocked {
+                hub: "h".into(),
+                partition: 0,
+                offset: 0,
+                acked_behind: 99_999
+            }]
+        );
+        t.ack(&stuck);
+        assert_eq!(t.ready()[0].offset, 99_999);
+        assert_eq!(t.ready()[0].service_offset.as_deref(), Some("svc-99999"));
+        assert!(t.blocked().is_empty());
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn offset_gaps_do_not_fragment_and_do_not_block() {
+        // Kafka offsets may skip (transaction markers, compaction).
+        let mut t = CommitTracker::new();
+        let events: Vec<_> = [3, 5, 9, 10, 14].iter().map(|&o| ev(0, o)).collect();
+        t.received_batch(&events);
+        t.ack_batch(&events[1..]);
+        assert_eq!(t.hubs["h"][&0].acked.len(), 1);
+        assert!(t.ready().is_empty());
+        t.ack(&events[0]);
+        assert_eq!(t.ready()[0].offset, 14);
+    }
+
+    #[test]
+    fn out_of_order_acks_in_the_middle() {
+        let mut t = CommitTracker::new();
+        let events: Vec<_> = (0..10).map(|o| ev(0, o)).collect();
+        t.received_batch(&events);
+        for i in [9, 1, 5, 3, 7, 2, 8, 6, 4] {
+            t.ack(&events[i]);
+            assert!(t.ready().is_empty(), "0 is still pending after acking {i}");
+        }
+        assert_eq!(t.in_flight(), 1);
+        t.ack(&events[0]);
+        assert_eq!(t.ready()[0].offset, 9);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn redelivered_acked_event_does_not_block() {
+        let mut t = CommitTracker::new();
+        let (a, b) = (ev(0, 1), ev(0, 2));
+        t.received(&a);
+        t.received(&b);
+        t.ack(&a);
+        t.received(&a); // redelivered
+        t.ack(&b);
+        assert_eq!(t.ready()[0].offset, 2);
+    }
+
+    #[test]
+    fn last_per_partition_picks_highest_offset() {
+        let batch = vec![ev(0, 1), ev(1, 7), ev(0, 2), ev(1, 8)];
+        let cps = last_per_partition(&batch);
+        assert_eq!(cps.len(), 2);
+        assert_eq!((cps[0].partition, cps[0].offset), (0, 2));
+        assert_eq!((cps[1].partition, cps[1].offset), (1, 8));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Events as sent and as received.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -100,8 +101,8 @@ pub struct Delivery {
 /// An event read from a hub, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedEvent {
-    /// Hub (topic) name.
-    pub hub: String,
+    /// Hub (topic) name, shared by every event of a consumer (cloning it allocates nothing).
+    pub hub: Arc<str>,
     /// Partition the event was read from.
     pub partition: PartitionId,
     /// Position within the partition: the Kafka offset, the Event Hubs sequence number.
@@ -123,7 +124,7 @@ impl ReceivedEvent {
     /// The checkpoint that marks this event, and every earlier one of its partition, as processed.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            hub: self.hub.clone(),
+            hub: self.hub.to_string(),
             partition: self.partition,
             offset: self.offset,
             service_offset: self.service_offset.clone(),

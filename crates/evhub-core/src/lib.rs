@@ -34,6 +34,7 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod event;
+pub mod group;
 pub mod memory;
 pub mod metadata;
 pub mod position;
@@ -44,7 +45,9 @@ pub use backend::Backend;
 pub use capabilities::Capabilities;
 pub use checkpoint::{Checkpoint, CommitTracker};
 pub use config::Config;
-pub use consumer::{event_stream, Consumer, ConsumerOptions, PartitionReader, ReaderOptions};
+pub use consumer::{
+    event_stream, CommitOutcome, Consumer, ConsumerOptions, PartitionReader, ReaderOptions,
+};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Delivery, Event, Headers, PartitionId, ReceivedEvent};
 pub use metadata::{HubOptions, HubProperties, PartitionProperties};

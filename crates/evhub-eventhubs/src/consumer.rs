@@ -20,7 +20,8 @@ use azure_messaging_eventhubs::{
 };
 use evhub_core::telemetry::{commit_span, receive_span};
 use evhub_core::{
-    Checkpoint, Consumer, Error, ErrorKind, InitialPosition, PartitionId, ReceivedEvent, Result,
+    Checkpoint, CommitOutcome, Consumer, Error, ErrorKind, InitialPosition, PartitionId,
+    ReceivedEvent, Result,
 };
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -387,17 +388,12 @@ impl Consumer for EventHubsConsumer {
         }
     }
 
-    async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
+    async fn commit(&self, checkpoint: &Checkpoint) -> Result<CommitOutcome> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::closed("consumer"));
         }
         let shared = &self.shared;
-        if checkpoint.hub != shared.hub {
-            return Err(Error::invalid_input(format!(
-                "checkpoint of hub `{}` committed on a consumer of `{}`",
-                checkpoint.hub, shared.hub
-            )));
-        }
+        evhub_core::group::check_checkpoint(&shared.hub, checkpoint)?;
         let reading = shared
             .reading
             .lock()
@@ -412,12 +408,11 @@ impl Consumer for EventHubsConsumer {
                 .is_owner(shared, checkpoint.partition, false)
                 .await
         {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "partition {} of hub `{}` is not owned by this member of group `{}`",
-                    checkpoint.partition, shared.hub, shared.group
-                ),
+            return Ok(evhub_core::group::not_owned(
+                "eventhubs",
+                &shared.hub,
+                &shared.group,
+                checkpoint,
             ));
         }
         let span = commit_span(
@@ -441,7 +436,8 @@ impl Consumer for EventHubsConsumer {
             .update_checkpoint(record)
             .instrument(span)
             .await
-            .map_err(|e| from_core("committing a checkpoint", e))
+            .map_err(|e| from_core("committing a checkpoint", e))?;
+        Ok(CommitOutcome::Committed)
     }
 
     async fn assignment(&self) -> Result<Vec<PartitionId>> {

@@ -90,7 +90,7 @@ pub(crate) fn from_received(
         })
         .unwrap_or_default();
     Ok(ReceivedEvent {
-        hub: hub.to_owned(),
+        hub: hub.into(),
         partition,
         offset: sequence,
         service_offset: data.offset().clone(),

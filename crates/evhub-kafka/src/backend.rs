@@ -182,23 +182,6 @@ where
         .map_err(|e| Error::new(ErrorKind::Other, format!("blocking task failed: {e}")))
 }
 
-pub(crate) fn validate_hub_name(hub: &str) -> Result<()> {
-    let ok = !hub.is_empty()
-        && hub.len() <= 249
-        && hub != "."
-        && hub != ".."
-        && hub
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_input(format!(
-            "invalid hub name `{hub}`: use 1-249 characters of A-Z, a-z, 0-9, '.', '_', '-'"
-        )))
-    }
-}
-
 #[async_trait]
 impl Backend for KafkaBackend {
     fn id(&self) -> &'static str {
@@ -210,7 +193,7 @@ impl Backend for KafkaBackend {
     }
 
     async fn producer(&self, hub: &str) -> Result<Arc<dyn Producer>> {
-        validate_hub_name(hub)?;
+        evhub_core::group::validate_hub_name(hub)?;
         let partitions = self.partition_count(hub).await?;
         Ok(Arc::new(crate::producer::KafkaProducer::new(
             self.clone(),
@@ -220,7 +203,7 @@ impl Backend for KafkaBackend {
     }
 
     async fn consumer(&self, hub: &str, options: ConsumerOptions) -> Result<Arc<dyn Consumer>> {
-        validate_hub_name(hub)?;
+        evhub_core::group::validate_hub_name(hub)?;
         if options.group.is_empty() {
             return Err(Error::invalid_input("consumer group name is empty"));
         }
@@ -235,7 +218,7 @@ impl Backend for KafkaBackend {
         hub: &str,
         options: ReaderOptions,
     ) -> Result<Arc<dyn PartitionReader>> {
-        validate_hub_name(hub)?;
+        evhub_core::group::validate_hub_name(hub)?;
         let partitions = self.partition_count(hub).await?;
         if options.partition >= partitions {
             return Err(Error::not_found(format!(
@@ -249,7 +232,7 @@ impl Backend for KafkaBackend {
     }
 
     async fn hub_properties(&self, hub: &str) -> Result<HubProperties> {
-        validate_hub_name(hub)?;
+        evhub_core::group::validate_hub_name(hub)?;
         let this = self.clone();
         let topic = hub.to_owned();
         let timeout = self.inner.settings.request_timeout;
@@ -324,7 +307,7 @@ impl Backend for KafkaBackend {
                 "creating hubs over the Kafka protocol",
             ));
         }
-        validate_hub_name(hub)?;
+        evhub_core::group::validate_hub_name(hub)?;
         if options.partitions == 0 || options.partitions > i32::MAX as u32 {
             return Err(Error::invalid_input("a hub needs at least one partition"));
         }

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use evhub_core::{
-    telemetry, Checkpoint, Consumer, ConsumerOptions, Error, ErrorKind, InitialPosition,
-    PartitionId, ReceivedEvent, Result,
+    group, telemetry, Checkpoint, CommitOutcome, Consumer, ConsumerOptions, Error, ErrorKind,
+    InitialPosition, PartitionId, ReceivedEvent, Result,
 };
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
@@ -90,7 +90,7 @@ pub(crate) fn received_event(message: &BorrowedMessage<'_>) -> Option<ReceivedEv
         })
         .unwrap_or_default();
     Some(ReceivedEvent {
-        hub: message.topic().to_owned(),
+        hub: message.topic().into(),
         partition,
         offset: message.offset(),
         service_offset: None,
@@ -167,13 +167,12 @@ impl KafkaConsumer {
             .ok_or_else(|| Error::closed("consumer"))
     }
 
-    fn not_owner(&self, partition: PartitionId) -> Error {
-        Error::new(
-            ErrorKind::Conflict,
-            format!(
-                "partition {partition} of hub `{}` is no longer owned by this member of group `{}`",
-                self.hub, self.group
-            ),
+    fn not_owner(&self, checkpoint: &Checkpoint) -> CommitOutcome {
+        group::not_owned(
+            self.backend.settings().backend_id,
+            &self.hub,
+            &self.group,
+            checkpoint,
         )
     }
 
@@ -318,7 +317,7 @@ impl Consumer for KafkaConsumer {
         }
     }
 
-    async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
+    async fn commit(&self, checkpoint: &Checkpoint) -> Result<CommitOutcome> {
         self.ensure_open()?;
         let span = telemetry::commit_span(
             self.backend.settings().backend_id,
@@ -341,17 +340,12 @@ impl Consumer for KafkaConsumer {
 }
 
 impl KafkaConsumer {
-    async fn commit_inner(&self, checkpoint: &Checkpoint) -> Result<()> {
-        if checkpoint.hub != self.hub {
-            return Err(Error::invalid_input(format!(
-                "checkpoint of hub `{}` committed on a consumer of hub `{}`",
-                checkpoint.hub, self.hub
-            )));
-        }
+    async fn commit_inner(&self, checkpoint: &Checkpoint) -> Result<CommitOutcome> {
+        group::check_checkpoint(&self.hub, checkpoint)?;
         self.check_offset(checkpoint).await?;
         let partition = checkpoint.partition;
         if self.shared.generation_of(partition).is_none() {
-            return Err(self.not_owner(partition));
+            return Ok(self.not_owner(checkpoint));
         }
         let next = checkpoint.offset + 1;
         self.shared.add_pending(partition, next);
@@ -363,7 +357,7 @@ impl KafkaConsumer {
         match result {
             Ok(()) => {
                 self.shared.confirm(partition, next);
-                Ok(())
+                Ok(CommitOutcome::Committed)
             }
             Err(e) => {
                 self.shared.confirm(partition, next);
@@ -375,7 +369,8 @@ impl KafkaConsumer {
                 );
                 let err = map_kafka_error(&format!("committing to hub `{}`", self.hub), e);
                 if revoked || state_error || err.kind() == ErrorKind::Conflict {
-                    Err(self.not_owner(partition).with_source(err))
+                    tracing::debug!("commit refused by the group coordinator: {err}");
+                    Ok(self.not_owner(checkpoint))
                 } else {
                     Err(err)
                 }

@@ -235,7 +235,7 @@ fn owned(m: &rdkafka::message::BorrowedMessage<'_>) -> evhub::ReceivedEvent {
         })
         .unwrap_or_default();
     evhub::ReceivedEvent {
-        hub: m.topic().to_owned(),
+        hub: m.topic().into(),
         partition: u32::try_from(m.partition()).unwrap_or_default(),
         offset: m.offset(),
         service_offset: None,

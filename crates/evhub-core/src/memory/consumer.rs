@@ -3,14 +3,16 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::checkpoint::Checkpoint;
-use crate::consumer::{Consumer, PartitionReader};
-use crate::error::{Error, ErrorKind, Result};
+use crate::consumer::{CommitOutcome, Consumer, PartitionReader};
+use crate::error::{Error, Result};
 use crate::event::{PartitionId, ReceivedEvent};
+use crate::group;
 use crate::position::{InitialPosition, StartPosition};
 use crate::telemetry;
 
@@ -87,6 +89,29 @@ impl MemoryConsumer {
         Ok(())
     }
 
+    /// Moves up to `max` ready events into `out`: read-ahead first, then partitions in turn.
+    fn try_next_batch(&self, max: usize, out: &mut Vec<ReceivedEvent>) -> Result<()> {
+        let mut st = lock(&self.state);
+        self.sync(&mut st)?;
+        let from_buffer = st.buffer.len().min(max);
+        out.extend(st.buffer.drain(..from_buffer));
+        let n = st.partitions.len();
+        let mut i = 0;
+        while out.len() < max && i < n {
+            let idx = (st.next_partition + i) % n;
+            let p = st.partitions[idx];
+            let pos = st.positions.entry(p).or_insert(0);
+            let want = max - out.len();
+            if self.hub.read(p, pos, want, out)? == want {
+                // This partition may hold more: start the next batch after it, for fairness.
+                st.next_partition = idx + 1;
+                return Ok(());
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
     fn try_next(&self) -> Result<Option<ReceivedEvent>> {
         let mut st = lock(&self.state);
         self.sync(&mut st)?;
@@ -157,7 +182,36 @@ impl Consumer for MemoryConsumer {
         }
     }
 
-    async fn commit(&self, checkpoint: &Checkpoint) -> Result<()> {
+    async fn recv_batch(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedEvent>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut batch = Vec::new();
+        loop {
+            self.ensure_open()?;
+            let data = self.hub.data.notified();
+            let changed = self.group.changed.notified();
+            let closed = self.close_notify.notified();
+            tokio::pin!(data, changed, closed);
+            data.as_mut().enable();
+            changed.as_mut().enable();
+            closed.as_mut().enable();
+            self.ensure_open()?;
+            self.try_next_batch(max, &mut batch)?;
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+            tokio::select! {
+                _ = data => {}
+                _ = changed => {}
+                _ = closed => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(batch),
+            }
+        }
+    }
+
+    async fn commit(&self, checkpoint: &Checkpoint) -> Result<CommitOutcome> {
         self.ensure_open()?;
         let _span = telemetry::commit_span(
             "memory",
@@ -167,14 +221,9 @@ impl Consumer for MemoryConsumer {
             checkpoint.offset,
         )
         .entered();
-        if checkpoint.hub != self.hub.name {
-            return Err(Error::invalid_input(format!(
-                "checkpoint of hub `{}` committed on a consumer of hub `{}`",
-                checkpoint.hub, self.hub.name
-            )));
-        }
+        group::check_checkpoint(&self.hub.name, checkpoint)?;
         let end = self.hub.end_offset(checkpoint.partition)?;
-        if checkpoint.offset < 0 || checkpoint.offset >= end {
+        if checkpoint.offset >= end {
             return Err(Error::invalid_input(format!(
                 "checkpoint offset {} is not an event of partition {} (next offset is {end})",
                 checkpoint.offset, checkpoint.partition
@@ -184,16 +233,15 @@ impl Consumer for MemoryConsumer {
             .group
             .commit(self.member, checkpoint.partition, checkpoint.offset + 1)
         {
-            return Err(Error::new(
-                ErrorKind::Conflict,
-                format!(
-                    "partition {} of hub `{}` is no longer owned by this member of group `{}`",
-                    checkpoint.partition, self.hub.name, self.group_name
-                ),
+            return Ok(group::not_owned(
+                "memory",
+                &self.hub.name,
+                &self.group_name,
+                checkpoint,
             ));
         }
         self.hub.space.notify_waiters();
-        Ok(())
+        Ok(CommitOutcome::Committed)
     }
 
     async fn assignment(&self) -> Result<Vec<PartitionId>> {
@@ -280,6 +328,43 @@ impl PartitionReader for MemoryReader {
             tokio::select! {
                 _ = data => {}
                 _ = closed => {}
+            }
+        }
+    }
+
+    async fn recv_batch(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedEvent>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::closed("partition reader"));
+            }
+            let data = self.hub.data.notified();
+            let closed = self.close_notify.notified();
+            tokio::pin!(data, closed);
+            data.as_mut().enable();
+            closed.as_mut().enable();
+            {
+                let mut st = lock(&self.state);
+                let (position, buffer) = &mut *st;
+                let mut batch: Vec<ReceivedEvent> = buffer.drain(..buffer.len().min(max)).collect();
+                if batch.len() < max {
+                    self.hub
+                        .read(self.partition, position, max - batch.len(), &mut batch)?;
+                }
+                if !batch.is_empty() {
+                    return Ok(batch);
+                }
+            }
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::closed("partition reader"));
+            }
+            tokio::select! {
+                _ = data => {}
+                _ = closed => {}
+                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
             }
         }
     }

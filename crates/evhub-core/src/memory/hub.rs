@@ -1,6 +1,7 @@
 //! Hub state: partition logs, consumer groups and the notifications that wake waiters.
 
 use std::collections::{HashMap, VecDeque};
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -55,7 +56,7 @@ pub(crate) struct Limits {
 
 #[derive(Debug)]
 pub(crate) struct HubState {
-    pub name: String,
+    pub name: Arc<str>,
     pub created_at: SystemTime,
     logs: Vec<Mutex<Log>>,
     pub groups: Mutex<HashMap<String, Arc<GroupState>>>,
@@ -67,7 +68,7 @@ pub(crate) struct HubState {
 }
 
 impl HubState {
-    pub fn new(name: String, partitions: u32, limits: Limits) -> Self {
+    pub fn new(name: Arc<str>, partitions: u32, limits: Limits) -> Self {
         Self {
             name,
             created_at: SystemTime::now(),
@@ -184,29 +185,35 @@ impl HubState {
         partition: PartitionId,
         position: &mut i64,
         max: usize,
-        out: &mut VecDeque<ReceivedEvent>,
+        out: &mut impl Extend<ReceivedEvent>,
     ) -> Result<usize> {
         let log = lock(self.log(partition)?);
         if *position < log.begin {
             *position = log.begin;
         }
         let start = usize::try_from(*position - log.begin).unwrap_or(usize::MAX);
+        let first = *position;
+        let (a, b) = log.events.as_slices();
+        let events = tail(a, start)
+            .iter()
+            .chain(tail(b, start.saturating_sub(a.len())))
+            .take(max);
         let mut read = 0;
-        for stored in log.events.iter().skip(start).take(max) {
-            out.push_back(ReceivedEvent {
+        out.extend(events.map(|stored| {
+            read += 1;
+            ReceivedEvent {
                 hub: self.name.clone(),
                 partition,
-                offset: *position,
+                offset: first + read - 1,
                 service_offset: None,
                 enqueued_at: Some(stored.enqueued_at),
                 key: stored.key.clone(),
                 payload: stored.payload.clone(),
                 headers: stored.headers.clone(),
-            });
-            *position += 1;
-            read += 1;
-        }
-        Ok(read)
+            }
+        }));
+        *position = first + read;
+        Ok(read as usize)
     }
 
     /// Resolves a start position to an offset.
@@ -227,7 +234,7 @@ impl HubState {
     pub fn properties(&self, partition: PartitionId) -> Result<PartitionProperties> {
         let log = lock(self.log(partition)?);
         Ok(PartitionProperties {
-            hub: self.name.clone(),
+            hub: self.name.to_string(),
             partition,
             begin_offset: log.begin,
             end_offset: log.end(),
@@ -239,4 +246,9 @@ impl HubState {
     pub fn end_offset(&self, partition: PartitionId) -> Result<i64> {
         Ok(lock(self.log(partition)?).end())
     }
+}
+
+/// `slice[skip..]`, empty when `skip` is past the end.
+fn tail<T>(slice: &[T], skip: usize) -> &[T] {
+    slice.get(skip.min(slice.len())..).unwrap_or(&[])
 }

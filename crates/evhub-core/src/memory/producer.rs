@@ -1,5 +1,6 @@
 //! Memory producer.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -33,6 +34,18 @@ impl MemoryProducer {
     }
 
     fn check(&self, event: &Event) -> Result<PartitionId> {
+        self.check_with(event, || {
+            self.round_robin.fetch_add(1, Ordering::Relaxed) % self.hub.partition_count()
+        })
+    }
+
+    /// Validates `event` and picks its partition; `keyless` places events without key or
+    /// partition.
+    fn check_with(
+        &self,
+        event: &Event,
+        keyless: impl FnOnce() -> PartitionId,
+    ) -> Result<PartitionId> {
         let size = event.encoded_len();
         if size > self.max_event_bytes {
             return Err(Error::too_large(size, self.max_event_bytes));
@@ -45,7 +58,7 @@ impl MemoryProducer {
             ))),
             (Some(p), _) => Ok(p),
             (None, Some(key)) => Ok(partition_for_key(key, count)),
-            (None, None) => Ok(self.round_robin.fetch_add(1, Ordering::Relaxed) % count),
+            (None, None) => Ok(keyless()),
         }
     }
 
@@ -81,33 +94,43 @@ impl Producer for MemoryProducer {
 
     async fn send_batch(&self, events: Vec<Event>) -> Result<Vec<Delivery>> {
         self.ensure_open()?;
+        // Events without key or partition stick to one partition per batch (as Kafka's sticky
+        // partitioner does): one append instead of one per event.
+        let sticky = self.round_robin.fetch_add(1, Ordering::Relaxed) % self.hub.partition_count();
         let partitions = events
             .iter()
-            .map(|e| self.check(e))
+            .map(|e| self.check_with(e, || sticky))
             .collect::<Result<Vec<_>>>()?;
         let span = telemetry::send_span("memory", &self.hub.name, None);
         span.record("messaging.batch.message_count", events.len());
-        let mut deliveries = Vec::with_capacity(events.len());
+        // One append per partition, keeping the batch's order within each partition.
+        let mut by_partition: BTreeMap<PartitionId, Vec<Event>> = BTreeMap::new();
+        for (event, &partition) in events.into_iter().zip(&partitions) {
+            by_partition.entry(partition).or_default().push(event);
+        }
+        let mut next_offset = BTreeMap::new();
         async {
-            // Consecutive events for the same partition are appended together, keeping order.
-            let mut iter = events.into_iter().zip(partitions).peekable();
-            while let Some((event, partition)) = iter.next() {
-                let mut run = vec![event];
-                while let Some((next, _)) = iter.next_if(|(_, p)| *p == partition) {
-                    run.push(next);
-                }
-                let n = run.len() as i64;
+            for (partition, run) in by_partition {
                 let first = self.hub.append(partition, run).await?;
-                deliveries.extend((first..first + n).map(|offset| Delivery {
-                    partition: Some(partition),
-                    offset: Some(offset),
-                }));
+                next_offset.insert(partition, first);
             }
             Ok::<_, Error>(())
         }
         .instrument(span)
         .await?;
-        Ok(deliveries)
+        Ok(partitions
+            .into_iter()
+            .map(|partition| {
+                let offset = next_offset.get_mut(&partition).map(|o| {
+                    *o += 1;
+                    *o - 1
+                });
+                Delivery {
+                    partition: Some(partition),
+                    offset,
+                }
+            })
+            .collect())
     }
 
     async fn flush(&self) -> Result<()> {
