@@ -5,8 +5,10 @@ use crate::{
     address::{self, entity_path, EntityAddress},
     broker::{Broker, ConnectionAuth},
     config::DEFAULT_CONSUMER_GROUP,
+    depth::MAX_NESTING_DEPTH,
     filter,
     frame_pad::PadFrames,
+    inbound::InboundLimits,
     node::{run_reply_link, run_request_link, NodeKind, ReplyRoutes, SessionContext},
     readers::ReaderRefusal,
     receiver::{run_delivery_link, DeliveryLink},
@@ -51,6 +53,21 @@ pub(crate) fn build_acceptor(broker: &Broker) -> Acceptor {
         .build()
 }
 
+/// Limits on a connection's incoming frames. A message may run one frame
+/// past `max_message_size` while it is reassembled, so a message just over
+/// the limit still arrives whole and is rejected with
+/// `com.microsoft:message-size-exceeded` on its own link; anything longer
+/// ends the connection.
+fn inbound_limits(broker: &Broker) -> InboundLimits {
+    let per_link = broker.max_message_size + u64::from(MAX_FRAME_SIZE);
+    InboundLimits {
+        max_frame_size: MAX_FRAME_SIZE as usize,
+        max_reassembly: per_link,
+        max_connection_reassembly: per_link * 4,
+        max_depth: MAX_NESTING_DEPTH,
+    }
+}
+
 /// Serves one accepted socket (plain or TLS) until it closes.
 pub(crate) async fn serve<Io>(
     io: Io,
@@ -62,7 +79,7 @@ pub(crate) async fn serve<Io>(
 {
     let mut connection = match tokio::time::timeout(
         OPEN_TIMEOUT,
-        acceptor.accept(PadFrames::with_max_frame_size(io, MAX_FRAME_SIZE as usize)),
+        acceptor.accept(PadFrames::with_limits(io, inbound_limits(&broker))),
     )
     .await
     {

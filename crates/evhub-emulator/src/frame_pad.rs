@@ -6,6 +6,7 @@
 //! *encoded* field), so short lists break it. The real service always sends
 //! every field; this writer does the same by appending `null`s.
 
+use crate::inbound::{InboundGuard, InboundLimits};
 use bytes::{Buf, BytesMut};
 use std::{
     io,
@@ -113,7 +114,7 @@ fn nested_field_count(code: u8) -> Option<usize> {
 
 /// Splits an encoded list into its element slices; returns them and the
 /// number of bytes the list occupies.
-fn list_elements(list: &[u8]) -> Option<(Vec<&[u8]>, usize)> {
+pub(crate) fn list_elements(list: &[u8]) -> Option<(Vec<&[u8]>, usize)> {
     let (count, mut elements, list_len) = match *list.first()? {
         LIST0 => (0usize, &list[0..0], 1usize),
         LIST8 => {
@@ -240,109 +241,38 @@ pub(crate) struct PadFrames<Io> {
     pending: BytesMut,
     /// Bytes ready for the socket.
     out: BytesMut,
-    /// Largest frame the peer may send (0 = unchecked).
-    max_frame_size: usize,
-    /// Bytes left of the incoming frame or header being skipped over.
-    read_skip: usize,
-    /// Start of an incoming frame or header not complete yet.
-    read_head: Vec<u8>,
+    /// Checks on incoming frames before the AMQP engine decodes them.
+    inbound: InboundGuard,
 }
 
 impl<Io> PadFrames<Io> {
     #[cfg(test)]
     pub(crate) fn new(inner: Io) -> Self {
-        Self::with_max_frame_size(inner, 0)
+        Self::with_limits(inner, InboundLimits::unchecked())
     }
 
-    /// Like `new`, and answers an incoming frame above `max_frame_size` with
-    /// a close frame carrying `amqp:connection:framing-error`.
-    pub(crate) fn with_max_frame_size(inner: Io, max_frame_size: usize) -> Self {
+    /// Like `new`, and closes the connection (with an AMQP error in a close
+    /// frame) when an incoming frame breaks one of `limits`.
+    pub(crate) fn with_limits(inner: Io, limits: InboundLimits) -> Self {
         Self {
             inner,
             pending: BytesMut::new(),
             out: BytesMut::new(),
-            max_frame_size,
-            read_skip: 0,
-            read_head: Vec::new(),
+            inbound: InboundGuard::new(limits),
         }
-    }
-
-    /// Follows incoming frame boundaries; reports the first bad frame.
-    fn scan_incoming(&mut self, mut data: &[u8]) -> Option<BadFrame> {
-        while !data.is_empty() {
-            if self.read_skip > 0 {
-                let n = self.read_skip.min(data.len());
-                self.read_skip -= n;
-                data = &data[n..];
-                continue;
-            }
-            // 8 bytes for a header; 11 to also see a frame's descriptor.
-            let wanted = if self.read_head.len() >= 8 && !self.read_head.starts_with(b"AMQP") {
-                11
-            } else {
-                8
-            };
-            let n = (wanted - self.read_head.len()).min(data.len());
-            self.read_head.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.read_head.len() < wanted {
-                continue;
-            }
-            let head = &self.read_head;
-            if head.starts_with(b"AMQP") {
-                self.read_head.clear();
-                continue; // protocol header
-            }
-            let size = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-            if size < 8 {
-                return Some(BadFrame::Malformed);
-            }
-            if self.max_frame_size > 0 && size > self.max_frame_size {
-                return Some(BadFrame::TooLarge(size));
-            }
-            if size == 8 {
-                // Empty (heartbeat) frame.
-                self.read_skip = 0;
-                let extra = self.read_head.split_off(8);
-                self.read_head.clear();
-                self.read_head.extend(extra);
-                continue;
-            }
-            if head.len() < 11 {
-                continue;
-            }
-            // Performatives start with a described type: 0x00 then a ulong
-            // descriptor. Anything else is not an AMQP frame body.
-            if head[4] == 2 && !(head[8] == 0x00 && matches!(head[9], SMALL_ULONG | ULONG)) {
-                return Some(BadFrame::Malformed);
-            }
-            self.read_skip = size.saturating_sub(11);
-            self.read_head.clear();
-        }
-        None
     }
 }
 
-/// Why an incoming frame ended the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BadFrame {
-    TooLarge(usize),
-    Malformed,
-}
-
-/// A close frame with `amqp:connection:framing-error`.
-pub(crate) fn framing_error_close(bad: BadFrame, max: usize) -> Vec<u8> {
-    let condition = b"amqp:connection:framing-error";
-    let description = match bad {
-        BadFrame::TooLarge(size) => format!("frame of {size} bytes exceeds max-frame-size {max}"),
-        BadFrame::Malformed => "malformed frame".to_string(),
-    };
+/// A close frame carrying an AMQP error.
+pub(crate) fn close_frame(condition: &str, description: &str) -> Vec<u8> {
+    let condition = condition.as_bytes();
+    let description = &description.as_bytes()[..description.len().min(200)];
     let mut error = vec![0x00, 0x53, 0x1d];
     let mut fields = vec![0xa3, condition.len() as u8];
     fields.extend_from_slice(condition);
     fields.push(0xa1);
     fields.push(description.len() as u8);
-    fields.extend_from_slice(description.as_bytes());
+    fields.extend_from_slice(description);
     fields.push(NULL);
     error.extend_from_slice(&[LIST8, (fields.len() + 1) as u8, 3]);
     error.extend_from_slice(&fields);
@@ -418,13 +348,15 @@ impl<Io: AsyncRead + AsyncWrite + Unpin> AsyncRead for PadFrames<Io> {
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
             let received = buf.filled()[before..].to_vec();
-            if let Some(bad) = this.scan_incoming(&received) {
+            if let Err(violation) = this.inbound.scan(&received) {
+                let (condition, description) =
+                    violation.condition(this.inbound.limits().max_frame_size);
                 tracing::info!(
-                    ?bad,
-                    max = this.max_frame_size,
-                    "bad frame; closing the connection"
+                    ?violation,
+                    condition,
+                    "bad incoming frame; closing the connection"
                 );
-                let close = framing_error_close(bad, this.max_frame_size);
+                let close = close_frame(condition, &description);
                 // Best effort: the socket's send buffer is normally empty here.
                 let _ = Pin::new(&mut this.inner).poll_write(cx, &close);
                 let _ = Pin::new(&mut this.inner).poll_flush(cx);

@@ -62,8 +62,7 @@ fn serde_amqp_rejects_deep_nesting_without_overflow() {
                 "{levels} list levels decoded"
             );
             let message = value_message(&described);
-            let decoded =
-                serde_amqp::from_slice::<Deserializable<Message<Body<Value>>>>(&message);
+            let decoded = serde_amqp::from_slice::<Deserializable<Message<Body<Value>>>>(&message);
             assert!(decoded.is_err(), "{levels}-level message decoded");
         }
     });

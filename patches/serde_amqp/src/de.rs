@@ -1637,7 +1637,7 @@ impl<'de, R: Read<'de>> de::EnumAccess<'de> for VariantAccess<'_, R> {
     type Error = Error;
     type Variant = Self;
 
-    fn variant_seed<V>(mut self, seed: V) -> Result<(V::Value, Self::Variant), Self::Error>
+    fn variant_seed<V>(self, seed: V) -> Result<(V::Value, Self::Variant), Self::Error>
     where
         V: de::DeserializeSeed<'de>,
     {
