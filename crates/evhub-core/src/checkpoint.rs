@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::consumer::{CommitOutcome, Consumer};
+use crate::error::Result;
 use crate::event::{PartitionId, ReceivedEvent};
 
 /// A processed position in one partition of a hub. Serializable, so it can be stored outside evhub.
@@ -58,6 +60,15 @@ pub struct Checkpoint {
 #[derive(Debug, Default)]
 pub struct CommitTracker {
     hubs: BTreeMap<Arc<str>, BTreeMap<PartitionId, PartitionTrack>>,
+}
+
+/// What [`CommitTracker::commit_ready`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// Checkpoints stored.
+    pub committed: usize,
+    /// Checkpoints skipped because their partition had moved to another member.
+    pub not_owned: usize,
 }
 
 /// A partition whose checkpoint is held back by an unacknowledged event.
@@ -302,6 +313,27 @@ impl CommitTracker {
                     .map_or(checkpoint.offset, |c| c.max(checkpoint.offset)),
             );
         }
+    }
+
+    /// Commits every [ready](Self::ready) checkpoint on `consumer` and records it. A partition
+    /// that moved to another member ([`CommitOutcome::NotOwned`]) is forgotten: its new owner
+    /// resumes after the group's last stored checkpoint. This is the commit step of a loop that
+    /// keeps running through rebalances.
+    pub async fn commit_ready(&mut self, consumer: &dyn Consumer) -> Result<CommitSummary> {
+        let mut summary = CommitSummary::default();
+        for checkpoint in self.ready() {
+            match consumer.commit(&checkpoint).await? {
+                CommitOutcome::NotOwned => {
+                    self.forget(&checkpoint.hub, checkpoint.partition);
+                    summary.not_owned += 1;
+                }
+                _ => {
+                    self.committed(&checkpoint);
+                    summary.committed += 1;
+                }
+            }
+        }
+        Ok(summary)
     }
 
     /// Forgets a partition (after it was revoked from this member).

@@ -43,7 +43,7 @@ pub mod telemetry;
 
 pub use backend::Backend;
 pub use capabilities::Capabilities;
-pub use checkpoint::{Checkpoint, CommitTracker};
+pub use checkpoint::{Checkpoint, CommitSummary, CommitTracker};
 pub use config::Config;
 pub use consumer::{
     event_stream, CommitOutcome, Consumer, ConsumerOptions, PartitionReader, ReaderOptions,
