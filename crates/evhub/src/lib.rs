@@ -32,6 +32,11 @@ use std::sync::Arc;
 
 pub use evhub_core::*;
 
+/// Data-integration pipelines: source consumer group -> handler -> sinks on any backend,
+/// at-least-once, with retries, dead-letter hubs, graceful shutdown, counters and lag
+/// (the `evhub-pipeline` crate).
+pub use evhub_pipeline as pipeline;
+
 /// A connection to the configured backend. Dereferences to [`Backend`], so
 /// `hub.producer(..)`, `hub.consumer(..)` etc. work directly; [`Hub::backend`] gives the
 /// shareable `Arc<dyn Backend>`.

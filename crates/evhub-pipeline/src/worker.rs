@@ -1,0 +1,437 @@
+//! A lane worker: handles the events of one partition (or one key lane of it) in order, sends
+//! their outputs, dead-letters what cannot be processed, and reports each event back.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use evhub_core::telemetry::TraceContext;
+use evhub_core::{Error, ErrorKind, Event, Producer, ReceivedEvent};
+use futures::future::join_all;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::builder::{Settings, Sink};
+use crate::dead_letter::{to_dead_letter, Reason};
+use crate::decision::{Decision, Output};
+use crate::handler::Handler;
+use crate::retry::Failures;
+use crate::shutdown::ShutdownToken;
+use crate::stats::{Counter, Stats};
+
+/// What every worker of one pipeline shares.
+pub(crate) struct Shared {
+    pub handler: Arc<dyn Handler>,
+    pub sinks: Vec<Sink>,
+    pub dead_letter: Option<Arc<dyn Producer>>,
+    pub settings: Settings,
+    pub stats: Stats,
+    /// Internal stop signal: the caller's shutdown or a fatal error.
+    pub stop: ShutdownToken,
+    pub group: String,
+    pub concurrency: Option<Arc<Semaphore>>,
+}
+
+/// A source event handed to a lane, tagged with its partition's epoch at dispatch time.
+#[derive(Debug)]
+pub(crate) struct WorkItem {
+    pub event: ReceivedEvent,
+    pub epoch: u64,
+    pub bytes: usize,
+}
+
+/// How a source event ended, reported to the coordinator in event order.
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// Finished: the source checkpoint may pass it.
+    Finished(WorkItem),
+    /// Not finished (partition revoked, pipeline stopping): must not be committed.
+    Abandoned(WorkItem),
+    /// Cannot be processed and cannot be dead-lettered: the partition stops here.
+    Failed(WorkItem, Error),
+}
+
+enum State {
+    Send,
+    Done,
+    Skipped,
+    DeadLetter(Reason),
+    DeadLettered,
+    Abandoned,
+    Failed(Error),
+}
+
+struct Slot {
+    item: WorkItem,
+    failures: Option<Failures>,
+    failed_in_round: u32,
+    state: State,
+}
+
+/// Runs a lane until its queue closes.
+pub(crate) async fn run_lane(
+    shared: Arc<Shared>,
+    epoch: Arc<AtomicU64>,
+    mut queue: mpsc::UnboundedReceiver<WorkItem>,
+    done: mpsc::UnboundedSender<Vec<Done>>,
+) {
+    // After an event failed for good, the rest of its epoch is abandoned without processing.
+    let mut failed_epoch = None;
+    while let Some(first) = queue.recv().await {
+        let mut items = vec![first];
+        while items.len() < shared.settings.batch_size {
+            match queue.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        let current = epoch.load(Ordering::Acquire);
+        let (live, stale): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .partition(|i| i.epoch == current && failed_epoch != Some(i.epoch));
+        let mut report: Vec<Done> = stale.into_iter().map(Done::Abandoned).collect();
+        if !live.is_empty() {
+            let _permit = match &shared.concurrency {
+                Some(limit) => limit.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            let results = process_batch(&shared, &epoch, live).await;
+            if let Some(Done::Failed(item, _)) =
+                results.iter().find(|d| matches!(d, Done::Failed(..)))
+            {
+                failed_epoch = Some(item.epoch);
+            }
+            report.extend(results);
+        }
+        if done.send(report).is_err() {
+            break;
+        }
+    }
+}
+
+async fn process_batch(shared: &Shared, epoch: &AtomicU64, items: Vec<WorkItem>) -> Vec<Done> {
+    let mut slots: Vec<Slot> = items
+        .into_iter()
+        .map(|item| Slot {
+            item,
+            failures: None,
+            failed_in_round: 0,
+            state: State::Send,
+        })
+        .collect();
+    let mut pending: Vec<(usize, usize, Event)> = Vec::new();
+    handle_all(shared, epoch, &mut slots, &mut pending).await;
+    send_outputs(shared, &mut slots, pending).await;
+    dead_letter_all(shared, &mut slots).await;
+
+    let mut out = Vec::with_capacity(slots.len());
+    for slot in slots {
+        out.push(match slot.state {
+            State::Send | State::Done => {
+                shared.stats.add(Counter::Handled, 1);
+                Done::Finished(slot.item)
+            }
+            State::Skipped => {
+                shared.stats.add(Counter::Skipped, 1);
+                Done::Finished(slot.item)
+            }
+            State::DeadLettered => {
+                shared.stats.add(Counter::DeadLettered, 1);
+                Done::Finished(slot.item)
+            }
+            State::Failed(error) => Done::Failed(slot.item, error),
+            // DeadLetter is resolved by dead_letter_all; kept here only if it was interrupted.
+            State::Abandoned | State::DeadLetter(_) => Done::Abandoned(slot.item),
+        });
+    }
+    out
+}
+
+/// Phase 1: the handler, in event order, with retries of retriable errors.
+async fn handle_all(
+    shared: &Shared,
+    epoch: &AtomicU64,
+    slots: &mut [Slot],
+    pending: &mut Vec<(usize, usize, Event)>,
+) {
+    let policy = &shared.settings.retry;
+    let mut interrupted = false;
+    for (idx, slot) in slots.iter_mut().enumerate() {
+        if interrupted || epoch.load(Ordering::Acquire) != slot.item.epoch {
+            slot.state = State::Abandoned;
+            continue;
+        }
+        loop {
+            let event = &slot.item.event;
+            slot.state = match shared.handler.handle(event).await {
+                Ok(Decision::Done) => State::Done,
+                Ok(Decision::Skip) => State::Skipped,
+                Ok(Decision::DeadLetter(message)) => State::DeadLetter(Reason::rejected(message)),
+                Ok(Decision::Emit(outputs)) => match route(shared, event, outputs) {
+                    Ok(routed) if routed.is_empty() => State::Done,
+                    Ok(routed) => {
+                        pending.extend(routed.into_iter().map(|(sink, e)| (idx, sink, e)));
+                        State::Send
+                    }
+                    Err(e) => {
+                        let now = SystemTime::now();
+                        State::DeadLetter(Reason::failed(&e, 1, now, now))
+                    }
+                },
+                Err(error) => {
+                    let f = Failures::record(&mut slot.failures, error);
+                    if f.may_retry(policy) {
+                        shared.stats.add(Counter::Retried, 1);
+                        let wait = policy.backoff(f.attempts);
+                        tracing::warn!(
+                            hub = %event.hub, partition = event.partition, offset = event.offset,
+                            attempt = f.attempts, retry_in_ms = wait.as_millis() as u64,
+                            "pipeline: handler failed, retrying: {}", f.last_error
+                        );
+                        if sleep_or_stop(&shared.stop, wait).await {
+                            continue;
+                        }
+                        interrupted = true;
+                        State::Abandoned
+                    } else {
+                        State::DeadLetter(reason_of(f))
+                    }
+                }
+            };
+            break;
+        }
+    }
+}
+
+/// Outputs of a decision with their sinks; the source's trace context continues in them.
+fn route(
+    shared: &Shared,
+    source: &ReceivedEvent,
+    outputs: Vec<Output>,
+) -> evhub_core::Result<Vec<(usize, Event)>> {
+    let trace = shared
+        .settings
+        .propagate_trace
+        .then(|| TraceContext::extract(&source.headers))
+        .flatten();
+    let mut routed = Vec::with_capacity(outputs.len() * shared.sinks.len().max(1));
+    for output in outputs {
+        let mut event = output.event;
+        if let Some(ctx) = trace {
+            let own = TraceContext::extract(&event.headers);
+            if own.is_none() || own == Some(ctx) {
+                ctx.child().inject(&mut event.headers);
+            }
+        }
+        match output.sink {
+            None => {
+                for sink in 0..shared.sinks.len() {
+                    routed.push((sink, event.clone()));
+                }
+            }
+            Some(name) => {
+                let sink = shared
+                    .sinks
+                    .iter()
+                    .position(|s| s.name == name)
+                    .ok_or_else(|| {
+                        Error::invalid_input(format!(
+                            "the handler sent an event to unknown sink `{name}`"
+                        ))
+                    })?;
+                routed.push((sink, event));
+            }
+        }
+    }
+    Ok(routed)
+}
+
+/// Phase 2: outputs to their sinks, one `send_batch` per sink and round; retriable failures
+/// are retried with backoff, a non-retriable batch failure is narrowed down event by event.
+async fn send_outputs(
+    shared: &Shared,
+    slots: &mut [Slot],
+    mut pending: Vec<(usize, usize, Event)>,
+) {
+    let policy = &shared.settings.retry;
+    let mut round = 0u32;
+    loop {
+        pending.retain(|(i, _, _)| matches!(slots[*i].state, State::Send));
+        if pending.is_empty() {
+            return;
+        }
+        round += 1;
+        let mut by_sink: BTreeMap<usize, Vec<(usize, Event)>> = BTreeMap::new();
+        for (slot, sink, event) in pending.drain(..) {
+            by_sink.entry(sink).or_default().push((slot, event));
+        }
+        let rounds = join_all(by_sink.into_iter().map(|(sink, items)| async move {
+            let producer = &shared.sinks[sink].producer;
+            let events: Vec<Event> = items.iter().map(|(_, e)| e.clone()).collect();
+            match producer.send_batch(events).await {
+                Ok(_) => (sink, items, Vec::new()),
+                Err(e) if e.is_retriable() => {
+                    let failed = items
+                        .into_iter()
+                        .map(|(slot, event)| (slot, event, copy_error(&e)))
+                        .collect();
+                    (sink, Vec::new(), failed)
+                }
+                Err(_) => {
+                    // Which event was refused? Send them one by one.
+                    let singles = join_all(items.into_iter().map(|(slot, event)| async move {
+                        let result = producer.send(event.clone()).await;
+                        (slot, event, result)
+                    }))
+                    .await;
+                    let mut ok = Vec::new();
+                    let mut failed = Vec::new();
+                    for (slot, event, result) in singles {
+                        match result {
+                            Ok(_) => ok.push((slot, event)),
+                            Err(e) => failed.push((slot, event, e)),
+                        }
+                    }
+                    (sink, ok, failed)
+                }
+            }
+        }))
+        .await;
+        let mut retry_later = Vec::new();
+        for (sink, ok, failed) in rounds {
+            shared.stats.add(Counter::Produced, ok.len() as u64);
+            for (slot_idx, event, error) in failed {
+                let slot = &mut slots[slot_idx];
+                if slot.failed_in_round != round {
+                    slot.failed_in_round = round;
+                    let f = Failures::record(&mut slot.failures, error);
+                    tracing::warn!(
+                        sink = %shared.sinks[sink].name, hub = %slot.item.event.hub,
+                        partition = slot.item.event.partition, offset = slot.item.event.offset,
+                        attempt = f.attempts, "pipeline: sink send failed: {}", f.last_error
+                    );
+                    if !f.may_retry(policy) {
+                        slot.state = State::DeadLetter(reason_of(f));
+                    }
+                }
+                retry_later.push((slot_idx, sink, event));
+            }
+        }
+        retry_later.retain(|(i, _, _)| matches!(slots[*i].state, State::Send));
+        if retry_later.is_empty() {
+            return;
+        }
+        let mut waiting: Vec<usize> = retry_later.iter().map(|(i, _, _)| *i).collect();
+        waiting.sort_unstable();
+        waiting.dedup();
+        shared.stats.add(Counter::Retried, waiting.len() as u64);
+        let attempts = waiting
+            .iter()
+            .filter_map(|&i| slots[i].failures.as_ref().map(|f| f.attempts))
+            .max()
+            .unwrap_or(1);
+        if !sleep_or_stop(&shared.stop, policy.backoff(attempts)).await {
+            for i in waiting {
+                slots[i].state = State::Abandoned;
+            }
+            return;
+        }
+        pending = retry_later;
+    }
+}
+
+/// Phase 3: what must go to the dead-letter hub, in event order.
+async fn dead_letter_all(shared: &Shared, slots: &mut [Slot]) {
+    let mut stopped = false;
+    for slot in slots.iter_mut() {
+        let State::DeadLetter(reason) = &slot.state else {
+            continue;
+        };
+        if stopped {
+            slot.state = State::Abandoned;
+            continue;
+        }
+        let event = &slot.item.event;
+        let Some(dlq) = &shared.dead_letter else {
+            slot.state = State::Failed(stop_error(
+                event,
+                reason,
+                "no dead-letter hub is configured, so the pipeline stops on this partition \
+                 instead of skipping the event",
+            ));
+            stopped = true;
+            continue;
+        };
+        tracing::warn!(
+            hub = %event.hub, partition = event.partition, offset = event.offset,
+            reason = reason.reason.as_str(), attempts = reason.attempts,
+            dead_letter_hub = dlq.hub(), "pipeline: event dead-lettered: {}: {}",
+            reason.kind, crate::dead_letter::redact(&reason.message)
+        );
+        let letter = to_dead_letter(event, &shared.group, reason);
+        let mut failures = None;
+        slot.state = loop {
+            match dlq.send(letter.clone()).await {
+                Ok(_) => break State::DeadLettered,
+                Err(error) => {
+                    let f = Failures::record(&mut failures, error);
+                    if f.may_retry(&shared.settings.retry) {
+                        shared.stats.add(Counter::Retried, 1);
+                        let wait = shared.settings.retry.backoff(f.attempts);
+                        if sleep_or_stop(&shared.stop, wait).await {
+                            continue;
+                        }
+                        stopped = true;
+                        break State::Abandoned;
+                    }
+                    stopped = true;
+                    let why = format!(
+                        "writing it to the dead-letter hub `{}` failed: {}",
+                        dlq.hub(),
+                        f.last_error
+                    );
+                    break State::Failed(stop_error(event, reason, &why));
+                }
+            }
+        };
+    }
+}
+
+/// The error that stops a partition: which event, why it failed, and why it was not skipped.
+fn stop_error(event: &ReceivedEvent, reason: &Reason, why: &str) -> Error {
+    let kind = match reason.reason {
+        crate::dead_letter::DeadLetterReason::Rejected => ErrorKind::InvalidInput,
+        _ => ErrorKind::Other,
+    };
+    Error::new(
+        kind,
+        format!(
+            "pipeline stopped on partition {} of hub `{}`: the event at offset {} failed \
+             ({}, {} attempt(s)): {}: {}; {why}; the checkpoint stays before this event",
+            event.partition,
+            event.hub,
+            event.offset,
+            reason.reason.as_str(),
+            reason.attempts,
+            reason.kind,
+            crate::dead_letter::redact(&reason.message),
+        ),
+    )
+}
+
+fn reason_of(f: &Failures) -> Reason {
+    Reason::failed(&f.last_error, f.attempts, f.first_at, f.last_at)
+}
+
+/// The same error for another event of a failed batch (errors are not `Clone`).
+fn copy_error(e: &Error) -> Error {
+    Error::new(e.kind(), e.message()).with_retriable(e.is_retriable())
+}
+
+/// Sleeps `wait`; false when the pipeline was told to stop first.
+async fn sleep_or_stop(stop: &ShutdownToken, wait: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = stop.wait() => false,
+    }
+}
