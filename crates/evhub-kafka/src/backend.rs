@@ -1,24 +1,25 @@
-//! The `kafka` / `eventhubs-kafka` backend: connection check, metadata, hub creation.
+//! The `kafka` / `eventhubs-kafka` backend: builds producers, consumers and readers on a
+//! shared [`Cluster`] connection; metadata and hub creation.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use evhub_core::config::{Config, EventHubsKafkaConfig, KafkaConfig};
 use evhub_core::{
-    Backend, Capabilities, Consumer, ConsumerOptions, Error, ErrorKind, HubOptions, HubProperties,
+    Backend, Capabilities, Consumer, ConsumerOptions, Error, HubOptions, HubProperties,
     PartitionId, PartitionProperties, PartitionReader, Producer, ReaderOptions, Result,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::Client;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::future_producer::FutureProducerContext;
-use rdkafka::producer::{FutureProducer, Producer as _};
-use rdkafka::util::Timeout;
 
+use crate::cluster::Cluster;
 use crate::config::{ClientKind, Settings};
-use crate::context::{EvhubContext, LastError};
+use crate::consumer::KafkaConsumer;
+use crate::context::EvhubContext;
 use crate::error::map_kafka_error;
+use crate::producer::KafkaProducer;
+use crate::reader::KafkaReader;
 
 /// A connection to a Kafka cluster (`kafka`) or an Event Hubs namespace through its Kafka
 /// endpoint (`eventhubs-kafka`). Cheap to clone.
@@ -27,27 +28,21 @@ use crate::error::map_kafka_error;
 /// each consumer-group member and each partition reader has its own librdkafka consumer.
 #[derive(Clone)]
 pub struct KafkaBackend {
-    pub(crate) inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub settings: Settings,
-    pub producer: FutureProducer<EvhubContext>,
-    pub last_error: LastError,
+    cluster: Cluster,
 }
 
 impl std::fmt::Debug for KafkaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaBackend")
-            .field("settings", &self.inner.settings)
+            .field("settings", self.cluster.settings())
             .finish_non_exhaustive()
     }
 }
 
 impl KafkaBackend {
     /// Connects to a Kafka cluster (`backend = "kafka"`) and checks that it answers within
-    /// `request_timeout_ms`: an unreachable cluster fails with [`ErrorKind::Unavailable`],
-    /// rejected credentials with [`ErrorKind::Auth`].
+    /// `request_timeout_ms`: an unreachable cluster fails with [`evhub_core::ErrorKind::Unavailable`],
+    /// rejected credentials with [`evhub_core::ErrorKind::Auth`].
     pub async fn connect(config: &KafkaConfig) -> Result<Self> {
         Self::with_settings(Settings::from_kafka(config)?).await
     }
@@ -80,123 +75,32 @@ impl KafkaBackend {
     }
 
     async fn with_settings(settings: Settings) -> Result<Self> {
-        let context = EvhubContext::new(settings.backend_id, settings.token_source.clone());
-        let last_error = context.last_error_handle();
-        let producer: FutureProducer<EvhubContext> = settings
-            .client_config(ClientKind::Producer)
-            .create_with_context(context)
-            .map_err(|e| {
-                map_kafka_error(&format!("{}: creating producer", settings.backend_id), e)
-            })?;
-        let backend = Self {
-            inner: Arc::new(Inner {
-                settings,
-                producer,
-                last_error,
-            }),
-        };
-        backend.check_connection().await?;
-        Ok(backend)
-    }
-
-    /// Fetches cluster metadata once to prove the endpoint answers and accepts our credentials.
-    async fn check_connection(&self) -> Result<()> {
-        let inner = self.inner.clone();
-        let timeout = inner.settings.request_timeout;
-        let started = Instant::now();
-        let result = blocking(move || {
-            inner
-                .producer
-                .client()
-                .fetch_metadata(None, Timeout::After(timeout))
-                .map(|_| ())
+        Ok(Self {
+            cluster: Cluster::connect(settings).await?,
         })
-        .await?;
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.explain(
-                map_kafka_error(&format!("{}: connecting", self.id()), e),
-                started.elapsed(),
-            )),
-        }
     }
 
-    /// Replaces an opaque timeout or transport error by what the client saw meanwhile:
-    /// a rejected login is `Auth`, an endpoint that never answered is `Unavailable`.
-    pub(crate) fn explain(&self, err: Error, elapsed: Duration) -> Error {
-        if !matches!(
-            err.kind(),
-            ErrorKind::Timeout | ErrorKind::Unavailable | ErrorKind::Other
-        ) {
-            return err;
-        }
-        let bootstrap = self
-            .inner
-            .settings
-            .property(ClientKind::Admin, "bootstrap.servers")
-            .unwrap_or_default();
-        match self.inner.last_error.get() {
-            Some((ErrorKind::Auth, reason)) => Error::new(
-                ErrorKind::Auth,
-                format!(
-                    "{}: authentication with {bootstrap} failed: {reason}",
-                    self.id()
-                ),
-            )
-            .with_source(err),
-            last => Error::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "{}: no broker at {bootstrap} answered within {elapsed:.1?}{}",
-                    self.id(),
-                    last.map(|(_, r)| format!(" (last error: {r})"))
-                        .unwrap_or_default()
-                ),
-            )
-            .with_source(err),
-        }
+    /// The librdkafka settings this backend creates its clients with.
+    pub fn settings(&self) -> &Settings {
+        self.cluster.settings()
     }
-
-    pub(crate) fn client(&self) -> &Client<FutureProducerContext<EvhubContext>> {
-        self.inner.producer.client()
-    }
-
-    /// Partition count of `hub`; `NotFound` when the topic does not exist.
-    pub(crate) async fn partition_count(&self, hub: &str) -> Result<u32> {
-        Ok(self.hub_properties(hub).await?.partitions.len() as u32)
-    }
-
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.inner.settings
-    }
-}
-
-/// Runs a blocking librdkafka call off the async runtime.
-pub(crate) async fn blocking<T, F>(f: F) -> Result<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::new(ErrorKind::Other, format!("blocking task failed: {e}")))
 }
 
 #[async_trait]
 impl Backend for KafkaBackend {
     fn id(&self) -> &'static str {
-        self.inner.settings.backend_id
+        self.cluster.id()
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.inner.settings.capabilities.clone()
+        self.cluster.settings().capabilities.clone()
     }
 
     async fn producer(&self, hub: &str) -> Result<Arc<dyn Producer>> {
         evhub_core::group::validate_hub_name(hub)?;
-        let partitions = self.partition_count(hub).await?;
-        Ok(Arc::new(crate::producer::KafkaProducer::new(
-            self.clone(),
+        let partitions = self.cluster.partition_count(hub).await?;
+        Ok(Arc::new(KafkaProducer::new(
+            self.cluster.clone(),
             hub.to_owned(),
             partitions,
         )))
@@ -207,9 +111,9 @@ impl Backend for KafkaBackend {
         if options.group.is_empty() {
             return Err(Error::invalid_input("consumer group name is empty"));
         }
-        self.partition_count(hub).await?;
+        self.cluster.partition_count(hub).await?;
         Ok(Arc::new(
-            crate::consumer::KafkaConsumer::join(self.clone(), hub.to_owned(), options).await?,
+            KafkaConsumer::join(self.cluster.clone(), hub, options).await?,
         ))
     }
 
@@ -219,7 +123,7 @@ impl Backend for KafkaBackend {
         options: ReaderOptions,
     ) -> Result<Arc<dyn PartitionReader>> {
         evhub_core::group::validate_hub_name(hub)?;
-        let partitions = self.partition_count(hub).await?;
+        let partitions = self.cluster.partition_count(hub).await?;
         if options.partition >= partitions {
             return Err(Error::not_found(format!(
                 "hub `{hub}` has {partitions} partitions, no partition {}",
@@ -227,56 +131,12 @@ impl Backend for KafkaBackend {
             )));
         }
         Ok(Arc::new(
-            crate::reader::KafkaReader::open(self.clone(), hub.to_owned(), options).await?,
+            KafkaReader::open(self.cluster.clone(), hub, options).await?,
         ))
     }
 
     async fn hub_properties(&self, hub: &str) -> Result<HubProperties> {
-        evhub_core::group::validate_hub_name(hub)?;
-        let this = self.clone();
-        let topic = hub.to_owned();
-        let timeout = self.inner.settings.request_timeout;
-        let started = Instant::now();
-        let metadata = blocking(move || {
-            this.client()
-                .fetch_metadata(Some(&topic), Timeout::After(timeout))
-        })
-        .await?
-        .map_err(|e| {
-            self.explain(
-                map_kafka_error(&format!("metadata of hub `{hub}`"), e),
-                started.elapsed(),
-            )
-        })?;
-        let Some(topic) = metadata.topics().iter().find(|t| t.name() == hub) else {
-            return Err(Error::not_found(format!("hub `{hub}` does not exist")));
-        };
-        if let Some(err) = topic.error() {
-            let code = RDKafkaErrorCode::from(err);
-            return Err(match code {
-                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
-                    Error::not_found(format!("hub `{hub}` does not exist"))
-                }
-                other => map_kafka_error(
-                    &format!("metadata of hub `{hub}`"),
-                    rdkafka::error::KafkaError::MetadataFetch(other),
-                ),
-            });
-        }
-        let mut partitions: Vec<PartitionId> = topic
-            .partitions()
-            .iter()
-            .filter_map(|p| PartitionId::try_from(p.id()).ok())
-            .collect();
-        if partitions.is_empty() {
-            return Err(Error::not_found(format!("hub `{hub}` does not exist")));
-        }
-        partitions.sort_unstable();
-        Ok(HubProperties {
-            name: hub.to_owned(),
-            partitions,
-            created_at: None,
-        })
+        self.cluster.hub_properties(hub).await
     }
 
     async fn partition_properties(
@@ -284,13 +144,13 @@ impl Backend for KafkaBackend {
         hub: &str,
         partition: PartitionId,
     ) -> Result<PartitionProperties> {
-        let count = self.partition_count(hub).await?;
+        let count = self.cluster.partition_count(hub).await?;
         if partition >= count {
             return Err(Error::not_found(format!(
                 "hub `{hub}` has {count} partitions, no partition {partition}"
             )));
         }
-        let (low, high) = self.watermarks(hub, partition).await?;
+        let (low, high) = self.cluster.watermarks(hub, partition).await?;
         Ok(PartitionProperties {
             hub: hub.to_owned(),
             partition,
@@ -301,7 +161,7 @@ impl Backend for KafkaBackend {
     }
 
     async fn create_hub(&self, hub: &str, options: HubOptions) -> Result<()> {
-        if !self.inner.settings.capabilities.create_hub {
+        if !self.cluster.settings().capabilities.create_hub {
             return Err(Error::unsupported(
                 self.id(),
                 "creating hubs over the Kafka protocol",
@@ -311,7 +171,7 @@ impl Backend for KafkaBackend {
         if options.partitions == 0 || options.partitions > i32::MAX as u32 {
             return Err(Error::invalid_input("a hub needs at least one partition"));
         }
-        let settings = &self.inner.settings;
+        let settings = self.cluster.settings();
         let admin: AdminClient<EvhubContext> = settings
             .client_config(ClientKind::Admin)
             .create_with_context(EvhubContext::new(
@@ -328,7 +188,7 @@ impl Backend for KafkaBackend {
             .create_topics([&topic], &admin_options)
             .await
             .map_err(|e| {
-                self.explain(
+                self.cluster.explain(
                     map_kafka_error(&format!("creating hub `{hub}`"), e),
                     started.elapsed(),
                 )
@@ -337,7 +197,7 @@ impl Backend for KafkaBackend {
             match result {
                 Ok(_) => {}
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                    let existing = self.partition_count(hub).await?;
+                    let existing = self.cluster.partition_count(hub).await?;
                     if existing != options.partitions {
                         return Err(Error::invalid_input(format!(
                             "hub `{hub}` already exists with {existing} partitions"
@@ -353,62 +213,6 @@ impl Backend for KafkaBackend {
                 }
             }
         }
-        self.wait_until_ready(hub, options.partitions).await
-    }
-}
-
-impl KafkaBackend {
-    /// Low and high watermark (first offset, next offset) of one partition.
-    pub(crate) async fn watermarks(&self, hub: &str, partition: PartitionId) -> Result<(i64, i64)> {
-        let this = self.clone();
-        let topic = hub.to_owned();
-        let timeout = self.inner.settings.request_timeout;
-        let started = Instant::now();
-        blocking(move || {
-            this.client()
-                .fetch_watermarks(&topic, partition as i32, Timeout::After(timeout))
-        })
-        .await?
-        .map_err(|e| {
-            self.explain(
-                map_kafka_error(&format!("offsets of hub `{hub}` partition {partition}"), e),
-                started.elapsed(),
-            )
-        })
-    }
-
-    /// Waits until every partition of a new topic has a leader, so the first send does not
-    /// race the controller.
-    async fn wait_until_ready(&self, hub: &str, partitions: u32) -> Result<()> {
-        let deadline = Instant::now() + self.inner.settings.request_timeout;
-        loop {
-            let this = self.clone();
-            let topic = hub.to_owned();
-            let ready = blocking(move || {
-                this.client()
-                    .fetch_metadata(Some(&topic), Timeout::After(Duration::from_secs(5)))
-                    .ok()
-                    .and_then(|m| {
-                        m.topics().iter().find(|t| t.name() == topic).map(|t| {
-                            t.error().is_none()
-                                && t.partitions().len() == partitions as usize
-                                && t.partitions()
-                                    .iter()
-                                    .all(|p| p.leader() >= 0 && p.error().is_none())
-                        })
-                    })
-                    .unwrap_or(false)
-            })
-            .await?;
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::timeout(format!(
-                    "hub `{hub}` was created but its partitions got no leader"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.cluster.wait_until_ready(hub, options.partitions).await
     }
 }

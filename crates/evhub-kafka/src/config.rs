@@ -154,7 +154,7 @@ impl Settings {
             properties: p,
             producer,
             consumer,
-            passthrough: config.librdkafka.clone(),
+            passthrough: checked_passthrough("kafka", &config.librdkafka)?,
             capabilities: Capabilities::minimal(max_event_bytes)
                 .with_create_hub(true)
                 .with_partition_reader(true)
@@ -281,7 +281,7 @@ impl Settings {
             properties: p,
             producer,
             consumer,
-            passthrough: config.librdkafka.clone(),
+            passthrough: checked_passthrough("eventhubs-kafka", &config.librdkafka)?,
             capabilities: Capabilities::minimal(DEFAULT_MAX_EVENT_BYTES)
                 .with_partition_reader(true)
                 .with_seek_by_time(true)
@@ -334,6 +334,61 @@ impl Settings {
     /// A property as it will be sent (for tests and diagnostics; may be a secret).
     pub fn property(&self, kind: ClientKind, key: &str) -> Option<String> {
         self.client_config(kind).get(key).map(str::to_owned)
+    }
+}
+
+/// Pass-through key that lifts the at-least-once guard rails of [`checked_passthrough`]:
+/// `"evhub.allow_at_most_once" = "true"` in the `librdkafka` map accepts librdkafka settings
+/// that commit or store offsets of events the application has not processed. Events can then
+/// be lost when a member fails; use it only where that is acceptable.
+pub const ALLOW_AT_MOST_ONCE: &str = "evhub.allow_at_most_once";
+
+/// The pass-through map without evhub's own keys; refuses (with a `Config` error naming the
+/// key) librdkafka settings that would commit or store offsets of unprocessed events, unless
+/// [`ALLOW_AT_MOST_ONCE`] is `"true"`.
+fn checked_passthrough(
+    backend: &str,
+    map: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut map = map.clone();
+    let allow = match map.remove(ALLOW_AT_MOST_ONCE).as_deref().map(str::trim) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(Error::config(format!(
+                "{backend}: librdkafka `{ALLOW_AT_MOST_ONCE}` must be \"true\" or \"false\""
+            )))
+        }
+    };
+    if !allow {
+        for (key, value) in &map {
+            if let Some(why) = breaks_at_least_once(key, value) {
+                return Err(Error::config(format!(
+                    "{backend}: librdkafka `{key}` {why}, which loses events when a member fails \
+                     (evhub commits only what the application commits); remove it, or set \
+                     `{ALLOW_AT_MOST_ONCE}` = \"true\" in the same map to accept that"
+                )));
+            }
+        }
+    }
+    Ok(map)
+}
+
+/// Why a pass-through setting would commit offsets of events the application has not
+/// processed, if it would.
+fn breaks_at_least_once(key: &str, value: &str) -> Option<&'static str> {
+    let enabled = !matches!(value.trim().to_ascii_lowercase().as_str(), "false" | "0");
+    match key {
+        "enable.auto.commit" | "auto.commit.enable" if enabled => {
+            Some("commits offsets in the background, before events are processed")
+        }
+        "enable.auto.offset.store" if enabled => {
+            Some("stores the offset of every event handed out as ready to commit")
+        }
+        "offset.store.method" if value.trim() != "broker" => {
+            Some("keeps checkpoints outside the group coordinator")
+        }
+        _ => None,
     }
 }
 
@@ -532,6 +587,48 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.to_string().contains("linger_ms"), "{e}");
+    }
+
+    #[test]
+    fn passthrough_that_commits_unprocessed_events_is_refused_by_name() {
+        for (key, value) in [
+            ("enable.auto.commit", "true"),
+            ("enable.auto.offset.store", "true"),
+            ("auto.commit.enable", "true"),
+            ("offset.store.method", "file"),
+        ] {
+            let toml = format!(
+                "backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\n[librdkafka]\n\"{key}\" = \"{value}\""
+            );
+            let e = kafka(&toml).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Config, "{key}");
+            assert!(e.to_string().contains(&format!("`{key}`")), "{e}");
+            assert!(e.to_string().contains(ALLOW_AT_MOST_ONCE), "{e}");
+            let e = eh(&format!(
+                "backend = \"eventhubs-kafka\"\nconnection_string = \"{CS}\"\n[librdkafka]\n\"{key}\" = \"{value}\""
+            ))
+            .unwrap_err();
+            assert!(e.to_string().contains(&format!("`{key}`")), "{e}");
+            // The documented opt-out lets it through, and is not passed to librdkafka.
+            let s = kafka(&format!("{toml}\n\"{ALLOW_AT_MOST_ONCE}\" = \"true\"")).unwrap();
+            assert_eq!(
+                s.property(ClientKind::GroupConsumer, key).as_deref(),
+                Some(value)
+            );
+            assert_eq!(
+                s.property(ClientKind::GroupConsumer, ALLOW_AT_MOST_ONCE),
+                None
+            );
+        }
+        // Turning them off (the default) is fine.
+        let s = kafka("backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\n[librdkafka]\n\"enable.auto.commit\" = \"false\"").unwrap();
+        assert_eq!(
+            s.property(ClientKind::GroupConsumer, "enable.auto.commit")
+                .as_deref(),
+            Some("false")
+        );
+        let e = kafka(&format!("backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\n[librdkafka]\n\"{ALLOW_AT_MOST_ONCE}\" = \"yes\"")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
     }
 
     #[test]

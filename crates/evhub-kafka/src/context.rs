@@ -2,102 +2,22 @@
 //! timeout can be explained as an auth or connection problem), hands out OAUTHBEARER tokens and
 //! runs the consumer-group rebalance callbacks.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use evhub_core::{ErrorKind, PartitionId};
 use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::error::{code_of, kind_of_code, redact};
+use crate::group::GroupState;
 use crate::oauth::TokenSource;
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// State shared between a group member and its rebalance callbacks.
-#[derive(Debug, Default)]
-pub struct GroupShared {
-    /// Owned partitions: the assignment generation each was (re)assigned in, and the highest
-    /// offset handed to the application since.
-    assigned: Mutex<BTreeMap<PartitionId, Owned>>,
-    generation: Mutex<u64>,
-    /// Checkpoints asked for but not yet confirmed by the broker: Kafka offset to commit
-    /// (event offset + 1) per partition.
-    pending: Mutex<HashMap<PartitionId, i64>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Owned {
-    generation: u64,
-    delivered: Option<i64>,
-}
-
-impl GroupShared {
-    /// Generation of `partition`'s current assignment, `None` when not owned.
-    pub fn generation_of(&self, partition: PartitionId) -> Option<u64> {
-        lock(&self.assigned).get(&partition).map(|o| o.generation)
-    }
-
-    /// Owned partitions, ascending.
-    pub fn assignment(&self) -> Vec<PartitionId> {
-        lock(&self.assigned).keys().copied().collect()
-    }
-
-    /// Records a checkpoint about to be committed.
-    pub fn add_pending(&self, partition: PartitionId, next_offset: i64) {
-        let mut pending = lock(&self.pending);
-        let entry = pending.entry(partition).or_insert(next_offset);
-        *entry = (*entry).max(next_offset);
-    }
-
-    /// Drops a pending checkpoint once the broker confirmed it (or a newer one).
-    pub fn confirm(&self, partition: PartitionId, next_offset: i64) {
-        let mut pending = lock(&self.pending);
-        if pending.get(&partition).is_some_and(|o| *o <= next_offset) {
-            pending.remove(&partition);
-        }
-    }
-
-    /// Pending checkpoints of `partitions` (all when `None`), removing them.
-    pub fn take_pending(&self, partitions: Option<&[PartitionId]>) -> Vec<(PartitionId, i64)> {
-        let mut pending = lock(&self.pending);
-        let keys: Vec<PartitionId> = match partitions {
-            Some(ps) => ps
-                .iter()
-                .copied()
-                .filter(|p| pending.contains_key(p))
-                .collect(),
-            None => pending.keys().copied().collect(),
-        };
-        keys.into_iter()
-            .filter_map(|p| pending.remove(&p).map(|o| (p, o)))
-            .collect()
-    }
-
-    /// If an event fetched under `generation` may still be handed out, notes that `offset` of
-    /// `partition` was handed to the application and returns true (one lock per event).
-    pub fn deliver(&self, partition: PartitionId, generation: u64, offset: i64) -> bool {
-        match lock(&self.assigned).get_mut(&partition) {
-            Some(owned) if owned.generation == generation => {
-                owned.delivered = Some(owned.delivered.map_or(offset, |d| d.max(offset)));
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Highest offset of `partition` handed to the application in its current assignment.
-    pub fn max_delivered(&self, partition: PartitionId) -> Option<i64> {
-        lock(&self.assigned)
-            .get(&partition)
-            .and_then(|o| o.delivered)
-    }
-}
+use crate::util::lock;
 
 /// The last client-level error (connection, authentication) librdkafka reported.
 #[derive(Debug, Clone, Default)]
@@ -115,7 +35,7 @@ pub struct EvhubContext {
     backend_id: &'static str,
     token_source: Option<Arc<TokenSource>>,
     last_error: LastError,
-    group: Option<(String, Arc<GroupShared>)>,
+    group: Option<Arc<GroupState>>,
 }
 
 impl std::fmt::Debug for EvhubContext {
@@ -138,15 +58,14 @@ impl EvhubContext {
         }
     }
 
-    /// A context for a member of a consumer group on `hub`.
+    /// A context for a member of a consumer group.
     pub fn for_group(
         backend_id: &'static str,
         token_source: Option<Arc<TokenSource>>,
-        hub: String,
-        shared: Arc<GroupShared>,
+        group: Arc<GroupState>,
     ) -> Self {
         Self {
-            group: Some((hub, shared)),
+            group: Some(group),
             ..Self::new(backend_id, token_source)
         }
     }
@@ -210,26 +129,58 @@ impl ClientContext for EvhubContext {
 }
 
 impl ConsumerContext for EvhubContext {
+    /// rdkafka's rebalance, with explicit start offsets for newly assigned partitions (see
+    /// [`start_positions`]).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let assign = err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+        if assign {
+            if let Some(group) = &self.group {
+                start_positions(consumer, group, tpl);
+            }
+        }
+        let tpl: &TopicPartitionList = tpl;
+        let rebalance = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => Rebalance::Assign(tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(tpl),
+            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
+        };
+        self.pre_rebalance(consumer, &rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let applied = match (assign, cooperative) {
+            (true, true) => consumer.incremental_assign(tpl),
+            (true, false) => consumer.assign(tpl),
+            (false, true) => consumer.incremental_unassign(tpl),
+            (false, false) => consumer.unassign(),
+        };
+        if let Err(e) = applied {
+            tracing::warn!(
+                backend = self.backend_id,
+                "applying a rebalance failed: {e}"
+            );
+        }
+        self.post_rebalance(consumer, &rebalance);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Some((hub, shared)) = &self.group else {
+        let Some(group) = &self.group else {
             return;
         };
+        let hub = &*group.hub;
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                let revoked: Vec<PartitionId> = tpl
-                    .elements_for_topic(hub)
-                    .iter()
-                    .filter_map(|e| PartitionId::try_from(e.partition()).ok())
-                    .collect();
-                // Stop handing out buffered events of these partitions first, then commit
-                // what the application already committed but the broker has not confirmed.
-                {
-                    let mut assigned = lock(&shared.assigned);
-                    for p in &revoked {
-                        assigned.remove(p);
-                    }
-                }
-                let pending = shared.take_pending(Some(&revoked));
+                let revoked = partitions_of(tpl, hub);
+                // Stop handing out queued events of these partitions first, then commit what
+                // the application already committed but the broker has not confirmed.
+                group.revoked(&revoked);
+                let pending = group.take_pending(Some(&revoked));
                 if !pending.is_empty() {
                     let mut list = TopicPartitionList::new();
                     for (p, next) in &pending {
@@ -253,33 +204,79 @@ impl ConsumerContext for EvhubContext {
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Some((hub, shared)) = &self.group else {
+        let Some(group) = &self.group else {
             return;
         };
         if let Rebalance::Assign(tpl) = rebalance {
-            let generation = {
-                let mut g = lock(&shared.generation);
-                *g += 1;
-                *g
-            };
-            let mut assigned = lock(&shared.assigned);
-            for e in tpl.elements_for_topic(hub) {
-                if let Ok(p) = PartitionId::try_from(e.partition()) {
-                    assigned.insert(
-                        p,
-                        Owned {
-                            generation,
-                            delivered: None,
-                        },
-                    );
-                }
-            }
+            let assigned = partitions_of(tpl, &group.hub);
+            group.assigned(&assigned);
             tracing::info!(
                 backend = self.backend_id,
-                hub = %hub,
-                assigned = ?assigned.keys().collect::<Vec<_>>(),
+                hub = %group.hub,
+                ?assigned,
                 "partitions assigned"
             );
+        }
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList, hub: &str) -> Vec<PartitionId> {
+    tpl.elements_for_topic(hub)
+        .iter()
+        .filter_map(|e| PartitionId::try_from(e.partition()).ok())
+        .collect()
+}
+
+/// Where each newly assigned partition starts: after its checkpoint when it has one inside the
+/// retained range; at `initial_position` when it has none; at the earliest retained event,
+/// with a warning, when its checkpoint is out of range (expired by retention, or beyond the
+/// end) — never silently at the latest, which would skip unprocessed events.
+///
+/// When the checkpoints cannot be read, the offsets stay unset and librdkafka resumes from the
+/// checkpoint itself (`auto.offset.reset=earliest` where there is none or it is out of range).
+fn start_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    group: &GroupState,
+    tpl: &mut TopicPartitionList,
+) {
+    let hub = &*group.hub;
+    let timeout = group.request_timeout;
+    let committed = match consumer.committed_offsets(tpl.clone(), timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(hub = %hub, "reading the group's checkpoints failed ({e}); resuming from them with librdkafka's defaults");
+            return;
+        }
+    };
+    let initial = match group.initial {
+        evhub_core::InitialPosition::Earliest => Offset::Beginning,
+        evhub_core::InitialPosition::Latest => Offset::End,
+    };
+    for partition in partitions_of(tpl, hub) {
+        let p = partition as i32;
+        let checkpoint = committed
+            .find_partition(hub, p)
+            .map(|e| e.offset())
+            .unwrap_or(Offset::Invalid);
+        let start = match checkpoint {
+            Offset::Offset(next) => match consumer.fetch_watermarks(hub, p, timeout) {
+                Ok((low, high)) if next < low || next > high => {
+                    tracing::warn!(
+                        hub = %hub,
+                        partition,
+                        checkpoint = next,
+                        low,
+                        high,
+                        "checkpoint is out of the retained range: resuming at the earliest retained event"
+                    );
+                    Offset::Beginning
+                }
+                _ => Offset::Offset(next),
+            },
+            _ => initial,
+        };
+        if let Err(e) = tpl.set_partition_offset(hub, p, start) {
+            tracing::warn!(hub = %hub, partition, "setting the start offset failed: {e}");
         }
     }
 }

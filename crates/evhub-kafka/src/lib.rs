@@ -22,10 +22,21 @@
 //!   on by default for `kafka`); `send_batch` enqueues all events, then awaits them together;
 //! - keys are hashed with murmur2 like the Java client, so the same key lands on the same
 //!   partition as with Java producers and the memory backend;
-//! - consumers are group members; new groups start at `initial_position` (default
-//!   `earliest`); nothing is committed automatically: `commit(checkpoint)` commits
+//! - consumers are group members; partitions without a checkpoint start at
+//!   `initial_position` (default `earliest`); a checkpoint outside the retained range
+//!   (expired by retention) resumes at the earliest retained event with a warning, never
+//!   silently at the latest; nothing is committed automatically: `commit(checkpoint)` commits
 //!   `offset + 1` and waits for the broker; checkpoints in flight during a rebalance are
 //!   committed before the partition is revoked;
+//! - a poll thread per member keeps librdkafka served while the application is busy
+//!   (rebalances, heartbeats, `max.poll.interval.ms`): fetched events wait in a bounded queue,
+//!   and when it is full the member pauses fetching instead of polling less; `recv_batch`
+//!   hands over what is queued in one step, the events of one fetch sharing one buffer;
+//! - `close()` ends `recv` at once, commits checkpoints still in flight and leaves the group,
+//!   returning within [`CLOSE_TIMEOUT`] even when the broker is gone;
+//! - the `librdkafka` pass-through map refuses settings that would commit unprocessed events
+//!   (`enable.auto.commit`, `enable.auto.offset.store`, ...) unless
+//!   [`ALLOW_AT_MOST_ONCE`] (`"evhub.allow_at_most_once" = "true"`) is set in it;
 //! - partition readers assign one partition and seek (`offsets_for_times` for time positions).
 //!
 //! The `eventhubs-kafka` profile builds the librdkafka settings Event Hubs needs from a
@@ -52,20 +63,30 @@
 //! ```
 #![warn(missing_docs)]
 
+// Dependencies flow downwards: `backend` builds the clients; `producer`, `consumer` and
+// `reader` use `cluster` (the shared connection), `convert` and `group`; everything may use
+// `util`, `config`, `error` and `context`.
 mod backend;
+mod cluster;
 mod config;
 mod consumer;
 mod context;
+mod convert;
 mod error;
+mod group;
 mod oauth;
 mod producer;
 mod reader;
+mod util;
 
 #[cfg(test)]
 mod mock_tests;
 
 pub use backend::KafkaBackend;
-pub use config::{ClientKind, Settings, DEFAULT_MAX_EVENT_BYTES, EVENT_HUBS_MESSAGE_MAX_BYTES};
+pub use config::{
+    ClientKind, Settings, ALLOW_AT_MOST_ONCE, DEFAULT_MAX_EVENT_BYTES, EVENT_HUBS_MESSAGE_MAX_BYTES,
+};
+pub use consumer::CLOSE_TIMEOUT;
 pub use error::{kind_of_code, map_kafka_error};
 pub use oauth::TokenSource;
 pub use rdkafka;

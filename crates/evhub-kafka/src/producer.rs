@@ -13,12 +13,13 @@ use rdkafka::producer::{FutureRecord, Producer as _};
 use rdkafka::util::Timeout;
 use tracing::Instrument;
 
-use crate::backend::{blocking, KafkaBackend};
+use crate::cluster::Cluster;
 use crate::error::map_kafka_error;
+use crate::util::blocking;
 
 /// Publishes to one topic through the backend's shared librdkafka producer.
 pub struct KafkaProducer {
-    backend: KafkaBackend,
+    cluster: Cluster,
     hub: String,
     partitions: AtomicU32,
     closed: AtomicBool,
@@ -27,16 +28,16 @@ pub struct KafkaProducer {
 impl std::fmt::Debug for KafkaProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaProducer")
-            .field("backend", &self.backend.settings().backend_id)
+            .field("backend", &self.cluster.id())
             .field("hub", &self.hub)
             .finish()
     }
 }
 
 impl KafkaProducer {
-    pub(crate) fn new(backend: KafkaBackend, hub: String, partitions: u32) -> Self {
+    pub(crate) fn new(cluster: Cluster, hub: String, partitions: u32) -> Self {
         Self {
-            backend,
+            cluster,
             hub,
             partitions: AtomicU32::new(partitions),
             closed: AtomicBool::new(false),
@@ -52,7 +53,7 @@ impl KafkaProducer {
 
     /// Rejects events the backend cannot take before anything is sent.
     async fn check(&self, event: &Event) -> Result<()> {
-        let max = self.backend.settings().capabilities.max_event_bytes;
+        let max = self.cluster.settings().capabilities.max_event_bytes;
         let size = event.encoded_len();
         if size > max {
             return Err(Error::too_large(size, max));
@@ -60,7 +61,7 @@ impl KafkaProducer {
         if let Some(p) = event.partition {
             if p >= self.partitions.load(Ordering::Relaxed) {
                 // Partitions may have been added since the producer was created.
-                let now = self.backend.partition_count(&self.hub).await?;
+                let now = self.cluster.partition_count(&self.hub).await?;
                 self.partitions.store(now, Ordering::Relaxed);
                 if p >= now {
                     return Err(Error::invalid_input(format!(
@@ -104,12 +105,12 @@ impl KafkaProducer {
         }
         let mut deadline = None;
         loop {
-            match self.backend.inner.producer.send_result(record) {
+            match self.cluster.producer().send_result(record) {
                 Ok(future) => return Ok(future),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     // librdkafka's queue is full: wait for acknowledgements to make room.
                     let limit = *deadline.get_or_insert_with(|| {
-                        Instant::now() + self.backend.settings().request_timeout
+                        Instant::now() + self.cluster.settings().request_timeout
                     });
                     if Instant::now() >= limit {
                         return Err(self.send_error(KafkaError::MessageProduction(
@@ -131,8 +132,8 @@ impl KafkaProducer {
             // A timed-out send: explain it by the connection state (auth, unreachable).
             ErrorKind::Timeout => {
                 let explained = self
-                    .backend
-                    .explain(err, self.backend.settings().request_timeout);
+                    .cluster
+                    .explain(err, self.cluster.settings().request_timeout);
                 if explained.kind() == ErrorKind::Auth {
                     explained
                 } else {
@@ -166,7 +167,7 @@ impl Producer for KafkaProducer {
         self.ensure_open()?;
         self.check(&event).await?;
         let span = telemetry::send_span(
-            self.backend.settings().backend_id,
+            self.cluster.settings().backend_id,
             &self.hub,
             event.partition,
         );
@@ -187,7 +188,7 @@ impl Producer for KafkaProducer {
         for event in &events {
             self.check(event).await?;
         }
-        let span = telemetry::send_span(self.backend.settings().backend_id, &self.hub, None);
+        let span = telemetry::send_span(self.cluster.settings().backend_id, &self.hub, None);
         span.record("messaging.batch.message_count", events.len());
         async {
             // Enqueue everything first (librdkafka batches per partition), then await the
@@ -218,9 +219,9 @@ impl Producer for KafkaProducer {
 
 impl KafkaProducer {
     async fn flush_inner(&self) -> Result<()> {
-        let backend = self.backend.clone();
-        let timeout = backend.settings().request_timeout;
-        blocking(move || backend.inner.producer.flush(Timeout::After(timeout)))
+        let cluster = self.cluster.clone();
+        let timeout = cluster.settings().request_timeout;
+        blocking(move || cluster.producer().flush(Timeout::After(timeout)))
             .await?
             .map_err(|e| map_kafka_error(&format!("flushing hub `{}`", self.hub), e))
     }

@@ -2,28 +2,31 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use evhub_core::{
     Error, PartitionId, PartitionReader, ReaderOptions, ReceivedEvent, Result, StartPosition,
 };
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::backend::{blocking, KafkaBackend};
+use crate::cluster::Cluster;
 use crate::config::ClientKind;
-use crate::consumer::received_event;
 use crate::context::EvhubContext;
+use crate::convert::{self, buffered_len, BATCH_BYTES};
 use crate::error::map_kafka_error;
+use crate::util::blocking;
 
 type Reader = StreamConsumer<EvhubContext>;
 
 /// Reads one partition from a start position; commits nothing.
 pub struct KafkaReader {
-    hub: String,
+    hub: Arc<str>,
     partition: PartitionId,
     consumer: Arc<Reader>,
     closed: AtomicBool,
@@ -40,12 +43,9 @@ impl std::fmt::Debug for KafkaReader {
 }
 
 impl KafkaReader {
-    pub(crate) async fn open(
-        backend: KafkaBackend,
-        hub: String,
-        options: ReaderOptions,
-    ) -> Result<Self> {
-        let settings = backend.settings();
+    pub(crate) async fn open(cluster: Cluster, hub: &str, options: ReaderOptions) -> Result<Self> {
+        let settings = cluster.settings();
+        let hub: Arc<str> = Arc::from(hub);
         let partition = options.partition;
         let mut config = settings.client_config(ClientKind::Reader);
         // librdkafka wants a group id for assign(); this one never joins or commits.
@@ -58,7 +58,7 @@ impl KafkaReader {
             ))
             .map_err(|e| map_kafka_error("creating partition reader", e))?;
         let consumer = Arc::new(consumer);
-        let offset = resolve(&backend, &consumer, &hub, partition, &options.start).await?;
+        let offset = resolve(&cluster, &consumer, &hub, partition, &options.start).await?;
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(&hub, partition as i32, Offset::Offset(offset))
             .map_err(|e| map_kafka_error("building assignment", e))?;
@@ -76,11 +76,72 @@ impl KafkaReader {
     }
 }
 
+impl KafkaReader {
+    /// The next message (waiting at most `wait`, or until one comes), then up to `max - 1`
+    /// more that librdkafka already fetched, converted in one step. Cancel-safe: nothing is
+    /// taken from librdkafka before the wait is over, and the rest runs without awaiting.
+    async fn read(&self, max: usize, wait: Option<Duration>) -> Result<Vec<ReceivedEvent>> {
+        let mut stop = self.stop.subscribe();
+        let mut stream = self.consumer.stream();
+        let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Err(Error::closed("partition reader"));
+            }
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, stream.next()).await.ok(),
+                    None => Some(stream.next().await),
+                }
+            };
+            let first = tokio::select! {
+                m = next => m,
+                _ = stop.wait_for(|s| *s) => return Err(Error::closed("partition reader")),
+            };
+            let Some(first) = first.flatten() else {
+                return Ok(Vec::new()); // waited `wait` for nothing
+            };
+            let mut messages: Vec<BorrowedMessage<'_>> = Vec::new();
+            let mut bytes = 0;
+            let mut next = Some(first);
+            while let Some(message) = next.take() {
+                match message {
+                    Ok(m) => {
+                        bytes += buffered_len(&m);
+                        messages.push(m);
+                    }
+                    Err(e) => {
+                        let err = map_kafka_error(
+                            &format!("reading hub `{}` partition {}", self.hub, self.partition),
+                            e,
+                        );
+                        if !err.is_retriable() {
+                            if messages.is_empty() {
+                                return Err(err);
+                            }
+                            // A persistent error comes again with the next fetch.
+                            tracing::warn!("partition reader: {err}");
+                            break;
+                        }
+                        tracing::debug!("partition reader: {err}");
+                    }
+                }
+                if messages.len() < max && bytes < BATCH_BYTES {
+                    next = stream.next().now_or_never().flatten();
+                }
+            }
+            if !messages.is_empty() {
+                return Ok(convert::events(&self.hub, &messages));
+            }
+        }
+    }
+}
+
 /// The concrete offset a start position means now, clamped to the retained range (like the
 /// memory backend): `Latest` is the end at open time, so events sent after `open` returns are
 /// read.
 async fn resolve(
-    backend: &KafkaBackend,
+    backend: &Cluster,
     consumer: &Arc<Reader>,
     hub: &str,
     partition: PartitionId,
@@ -136,34 +197,15 @@ impl PartitionReader for KafkaReader {
     }
 
     async fn recv(&self) -> Result<ReceivedEvent> {
-        let mut stop = self.stop.subscribe();
-        loop {
-            if self.closed.load(Ordering::Acquire) {
-                return Err(Error::closed("partition reader"));
-            }
-            let message = tokio::select! {
-                m = self.consumer.recv() => m,
-                _ = stop.wait_for(|s| *s) => return Err(Error::closed("partition reader")),
-            };
-            match message {
-                Ok(m) => {
-                    if let Some(event) = received_event(&m) {
-                        return Ok(event);
-                    }
-                }
-                Err(e) => {
-                    let err = map_kafka_error(
-                        &format!("reading hub `{}` partition {}", self.hub, self.partition),
-                        e,
-                    );
-                    if err.is_retriable() {
-                        tracing::debug!("partition reader: {err}");
-                        continue;
-                    }
-                    return Err(err);
-                }
-            }
+        let mut batch = self.read(1, None).await?;
+        batch.pop().ok_or_else(|| Error::closed("partition reader"))
+    }
+
+    async fn recv_batch(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedEvent>> {
+        if max == 0 {
+            return Ok(Vec::new());
         }
+        self.read(max, Some(wait)).await
     }
 
     async fn close(&self) -> Result<()> {

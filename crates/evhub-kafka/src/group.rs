@@ -1,0 +1,515 @@
+//! State of one consumer-group member shared by its poll driver, its rebalance callbacks and
+//! the application's `recv` calls: which partitions it owns, the hand-over queue of fetched
+//! events, and checkpoints whose commit is in flight.
+//!
+//! One mutex guards the queue and the ownership map, so a revocation removes the partition and
+//! its queued events in one step: once the revocation callback returned, no event of the
+//! partition can be handed out. The driver converts and queues a whole fetched batch under one
+//! lock; `recv` takes one event and `recv_batch` many under one lock each.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use evhub_core::{Error, ErrorKind, InitialPosition, PartitionId, ReceivedEvent};
+use tokio::sync::Notify;
+
+use crate::util::lock;
+
+/// The driver pauses fetching above either bound and resumes below half of both.
+const HIGH_EVENTS: usize = 16 * 1024;
+const HIGH_BYTES: usize = 32 << 20;
+
+/// What a group member needs to know about its group; shared with its rebalance callbacks.
+#[derive(Debug)]
+pub(crate) struct GroupState {
+    pub hub: Arc<str>,
+    /// Where partitions without a checkpoint start.
+    pub initial: InitialPosition,
+    /// Bound for the broker requests made inside a rebalance callback.
+    pub request_timeout: Duration,
+    queue: Mutex<Queue>,
+    /// Bumped (under the queue lock) by every assignment and revocation.
+    revision: AtomicU64,
+    /// Events (or the end) became available.
+    ready: Notify,
+    /// Checkpoints asked for but not yet confirmed by the broker: Kafka offset to commit
+    /// (event offset + 1) per partition.
+    pending: Mutex<HashMap<PartitionId, i64>>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    batches: VecDeque<std::vec::IntoIter<ReceivedEvent>>,
+    events: usize,
+    bytes: usize,
+    /// Indexed by partition id: `Some` while owned.
+    owned: Vec<Option<Owned>>,
+    /// Set by the driver when it paused fetching; cleared (and the driver woken) when the
+    /// queue drains below the resume mark.
+    paused: bool,
+    end: Option<End>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owned {
+    /// Revision of the assignment that gave us the partition.
+    since: u64,
+    /// Highest offset handed to the application since.
+    delivered: Option<i64>,
+}
+
+/// Why no more events come: returned, after the queued events, by every later call.
+#[derive(Debug)]
+struct End {
+    kind: ErrorKind,
+    message: String,
+    first: Option<Error>,
+}
+
+impl End {
+    fn error(&mut self) -> Error {
+        self.first
+            .take()
+            .unwrap_or_else(|| Error::new(self.kind, self.message.clone()))
+    }
+}
+
+fn event_bytes(e: &ReceivedEvent) -> usize {
+    e.payload.len() + e.key.as_ref().map_or(0, |k| k.len())
+}
+
+impl Queue {
+    fn owned_mut(&mut self, partition: PartitionId) -> Option<&mut Owned> {
+        self.owned.get_mut(partition as usize)?.as_mut()
+    }
+
+    fn full(&self) -> bool {
+        self.events >= HIGH_EVENTS || self.bytes >= HIGH_BYTES
+    }
+
+    fn low(&self) -> bool {
+        self.events <= HIGH_EVENTS / 2 && self.bytes <= HIGH_BYTES / 2
+    }
+
+    fn taken(&mut self, e: &ReceivedEvent) {
+        self.events -= 1;
+        self.bytes -= event_bytes(e);
+        if let Some(owned) = self.owned_mut(e.partition) {
+            owned.delivered = Some(owned.delivered.map_or(e.offset, |d| d.max(e.offset)));
+        }
+    }
+}
+
+/// Outcome of taking from the queue.
+pub(crate) enum Taken<T> {
+    Ready(T),
+    Ended(Error),
+    Empty,
+}
+
+impl GroupState {
+    pub fn new(hub: Arc<str>, initial: InitialPosition, request_timeout: Duration) -> Self {
+        Self {
+            hub,
+            initial,
+            request_timeout,
+            queue: Mutex::default(),
+            revision: AtomicU64::new(0),
+            ready: Notify::new(),
+            pending: Mutex::default(),
+        }
+    }
+
+    /// Current assignment revision; the driver reads it right after polling a batch's first
+    /// message.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// Queues a fetched batch whose first message was polled at `revision`, dropping events of
+    /// partitions revoked since. Returns whether the queue is now above the pause mark.
+    pub fn push(&self, mut batch: Vec<ReceivedEvent>, revision: u64) -> bool {
+        let full = {
+            let mut q = lock(&self.queue);
+            if self.revision() != revision {
+                batch.retain(|e| {
+                    q.owned
+                        .get(e.partition as usize)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|o| o.since <= revision)
+                });
+            }
+            if !batch.is_empty() && q.end.is_none() {
+                q.events += batch.len();
+                q.bytes += batch.iter().map(event_bytes).sum::<usize>();
+                q.batches.push_back(batch.into_iter());
+            }
+            q.full()
+        };
+        self.ready.notify_waiters();
+        full
+    }
+
+    /// The driver paused fetching because the queue is full.
+    pub fn set_paused(&self) {
+        let mut q = lock(&self.queue);
+        q.paused = !q.low();
+    }
+
+    /// Whether fetching should stay paused: false once the queue drained below the resume mark
+    /// (by the application, or by a revocation) or the member ended.
+    pub fn still_paused(&self) -> bool {
+        lock(&self.queue).paused
+    }
+
+    fn after_take(&self, q: &mut Queue) {
+        if q.paused && q.low() {
+            q.paused = false;
+        }
+    }
+
+    /// The next queued event, without waiting.
+    pub fn take(&self) -> Taken<ReceivedEvent> {
+        let mut q = lock(&self.queue);
+        loop {
+            let Some(front) = q.batches.front_mut() else {
+                return match q.end.as_mut() {
+                    Some(end) => Taken::Ended(end.error()),
+                    None => Taken::Empty,
+                };
+            };
+            match front.next() {
+                Some(event) => {
+                    if front.len() == 0 {
+                        q.batches.pop_front();
+                    }
+                    q.taken(&event);
+                    self.after_take(&mut q);
+                    return Taken::Ready(event);
+                }
+                None => {
+                    q.batches.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Up to `max` queued events in order, without waiting. Whole fetched batches move without
+    /// copying their events.
+    pub fn take_batch(&self, max: usize) -> Taken<Vec<ReceivedEvent>> {
+        let mut q = lock(&self.queue);
+        let mut out: Vec<ReceivedEvent> = Vec::new();
+        while out.len() < max {
+            let Some(front) = q.batches.front_mut() else {
+                break;
+            };
+            let room = max - out.len();
+            if front.len() <= room {
+                let Some(batch) = q.batches.pop_front() else {
+                    break;
+                };
+                if out.is_empty() {
+                    // Reuses the fetched batch's allocation.
+                    out = batch.collect();
+                } else {
+                    out.extend(batch);
+                }
+            } else {
+                out.extend(front.by_ref().take(room));
+            }
+        }
+        if out.is_empty() {
+            return match q.end.as_mut() {
+                Some(end) => Taken::Ended(end.error()),
+                None => Taken::Empty,
+            };
+        }
+        for e in &out {
+            q.taken(e);
+        }
+        self.after_take(&mut q);
+        Taken::Ready(out)
+    }
+
+    /// A future that completes after the next [`push`](Self::push) or end; enable it before
+    /// checking the queue so that no wake-up is missed.
+    pub fn ready(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ready.notified()
+    }
+
+    /// Ends the member with `err` after the queued events (fatal client errors).
+    pub fn fail(&self, err: Error) {
+        let mut q = lock(&self.queue);
+        if q.end.is_none() {
+            q.end = Some(End {
+                kind: err.kind(),
+                message: err.message().to_owned(),
+                first: Some(err),
+            });
+        }
+        drop(q);
+        self.ready.notify_waiters();
+    }
+
+    /// Ends the member now: queued events are dropped, every later call is `Closed`.
+    pub fn close(&self) {
+        let mut q = lock(&self.queue);
+        q.batches.clear();
+        q.events = 0;
+        q.bytes = 0;
+        let closed = Error::closed("consumer");
+        q.end = Some(End {
+            kind: closed.kind(),
+            message: closed.message().to_owned(),
+            first: None,
+        });
+        q.paused = false;
+        drop(q);
+        self.ready.notify_waiters();
+    }
+
+    /// Partitions newly owned (assignment callback).
+    pub fn assigned(&self, partitions: &[PartitionId]) {
+        let mut q = lock(&self.queue);
+        let since = self.revision.fetch_add(1, Ordering::AcqRel) + 1;
+        for &p in partitions {
+            let i = p as usize;
+            if q.owned.len() <= i {
+                q.owned.resize(i + 1, None);
+            }
+            q.owned[i] = Some(Owned {
+                since,
+                delivered: None,
+            });
+        }
+    }
+
+    /// Partitions taken away (revocation callback): forgets them and drops their queued
+    /// events in the same step.
+    pub fn revoked(&self, partitions: &[PartitionId]) {
+        let mut q = lock(&self.queue);
+        self.revision.fetch_add(1, Ordering::AcqRel);
+        for &p in partitions {
+            if let Some(slot) = q.owned.get_mut(p as usize) {
+                *slot = None;
+            }
+        }
+        let had = q.events;
+        if had > 0 {
+            let batches = std::mem::take(&mut q.batches);
+            let (mut events, mut bytes) = (0, 0);
+            for batch in batches {
+                let kept: Vec<ReceivedEvent> = batch
+                    .filter(|e| !partitions.contains(&e.partition))
+                    .collect();
+                if !kept.is_empty() {
+                    events += kept.len();
+                    bytes += kept.iter().map(event_bytes).sum::<usize>();
+                    q.batches.push_back(kept.into_iter());
+                }
+            }
+            q.events = events;
+            q.bytes = bytes;
+            if had != events {
+                tracing::debug!(hub = %self.hub, dropped = had - events, "dropped queued events of revoked partitions");
+            }
+        }
+        self.after_take(&mut q);
+    }
+
+    /// Whether `partition` is owned now.
+    pub fn owns(&self, partition: PartitionId) -> bool {
+        lock(&self.queue)
+            .owned
+            .get(partition as usize)
+            .is_some_and(Option::is_some)
+    }
+
+    /// Owned partitions, ascending.
+    pub fn assignment(&self) -> Vec<PartitionId> {
+        lock(&self.queue)
+            .owned
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.is_some())
+            .filter_map(|(p, _)| PartitionId::try_from(p).ok())
+            .collect()
+    }
+
+    /// Highest offset of `partition` handed to the application in its current assignment.
+    pub fn max_delivered(&self, partition: PartitionId) -> Option<i64> {
+        lock(&self.queue)
+            .owned
+            .get(partition as usize)
+            .copied()
+            .flatten()
+            .and_then(|o| o.delivered)
+    }
+
+    /// Records a checkpoint about to be committed.
+    pub fn add_pending(&self, partition: PartitionId, next_offset: i64) {
+        let mut pending = lock(&self.pending);
+        let entry = pending.entry(partition).or_insert(next_offset);
+        *entry = (*entry).max(next_offset);
+    }
+
+    /// Drops a pending checkpoint once the broker confirmed it (or a newer one).
+    pub fn confirm(&self, partition: PartitionId, next_offset: i64) {
+        let mut pending = lock(&self.pending);
+        if pending.get(&partition).is_some_and(|o| *o <= next_offset) {
+            pending.remove(&partition);
+        }
+    }
+
+    /// Pending checkpoints of `partitions` (all when `None`), removing them.
+    pub fn take_pending(&self, partitions: Option<&[PartitionId]>) -> Vec<(PartitionId, i64)> {
+        let mut pending = lock(&self.pending);
+        let keys: Vec<PartitionId> = match partitions {
+            Some(ps) => ps
+                .iter()
+                .copied()
+                .filter(|p| pending.contains_key(p))
+                .collect(),
+            None => pending.keys().copied().collect(),
+        };
+        keys.into_iter()
+            .filter_map(|p| pending.remove(&p).map(|o| (p, o)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn event(partition: PartitionId, offset: i64) -> ReceivedEvent {
+        ReceivedEvent {
+            hub: Arc::from("h"),
+            partition,
+            offset,
+            service_offset: None,
+            enqueued_at: None,
+            key: None,
+            payload: bytes::Bytes::from_static(b"x"),
+            headers: Vec::new(),
+        }
+    }
+
+    fn state() -> GroupState {
+        GroupState::new(
+            Arc::from("h"),
+            InitialPosition::Earliest,
+            Duration::from_secs(1),
+        )
+    }
+
+    #[test]
+    fn pending_checkpoints_keep_the_highest_and_confirm_clears() {
+        let shared = state();
+        shared.add_pending(1, 5);
+        shared.add_pending(1, 3);
+        shared.add_pending(2, 9);
+        shared.confirm(2, 8); // an older commit's confirmation keeps the newer pending one
+        let mut pending = shared.take_pending(Some(&[1, 2, 3]));
+        pending.sort_unstable();
+        assert_eq!(pending, vec![(1, 5), (2, 9)]);
+        shared.add_pending(4, 2);
+        shared.confirm(4, 2);
+        assert!(shared.take_pending(None).is_empty());
+    }
+
+    #[test]
+    fn revocation_drops_queued_events_of_the_partition_only() {
+        let s = state();
+        s.assigned(&[0, 1]);
+        let r = s.revision();
+        s.push(vec![event(0, 0), event(1, 0), event(0, 1)], r);
+        s.push(vec![event(1, 1)], r);
+        s.revoked(&[0]);
+        let Taken::Ready(batch) = s.take_batch(10) else {
+            panic!("nothing queued")
+        };
+        let got: Vec<_> = batch.iter().map(|e| (e.partition, e.offset)).collect();
+        assert_eq!(got, [(1, 0), (1, 1)]);
+        assert_eq!(s.max_delivered(1), Some(1));
+        assert_eq!(s.assignment(), [1]);
+    }
+
+    #[test]
+    fn a_batch_fetched_before_a_revocation_loses_the_revoked_events() {
+        let s = state();
+        s.assigned(&[0, 1]);
+        let fetched_at = s.revision();
+        s.revoked(&[1]);
+        s.assigned(&[1]); // re-assigned: the events fetched earlier are not of this assignment
+        s.push(vec![event(0, 5), event(1, 5)], fetched_at);
+        let Taken::Ready(e) = s.take() else {
+            panic!("empty")
+        };
+        assert_eq!((e.partition, e.offset), (0, 5));
+        assert!(matches!(s.take(), Taken::Empty));
+    }
+
+    #[test]
+    fn batches_split_at_max_and_keep_order() {
+        let s = state();
+        s.assigned(&[0]);
+        let r = s.revision();
+        s.push((0..5).map(|o| event(0, o)).collect(), r);
+        s.push((5..8).map(|o| event(0, o)).collect(), r);
+        let mut offsets = Vec::new();
+        for max in [2, 4, 10] {
+            if let Taken::Ready(b) = s.take_batch(max) {
+                assert!(b.len() <= max);
+                offsets.extend(b.iter().map(|e| e.offset));
+            }
+        }
+        assert_eq!(offsets, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn draining_below_the_mark_resumes_a_paused_driver() {
+        let s = state();
+        s.assigned(&[0]);
+        let r = s.revision();
+        assert!(s.push((0..HIGH_EVENTS as i64).map(|o| event(0, o)).collect(), r));
+        s.set_paused();
+        assert!(s.still_paused());
+        let Taken::Ready(_) = s.take_batch(HIGH_EVENTS / 4) else {
+            panic!("empty")
+        };
+        assert!(s.still_paused(), "resumed above the mark");
+        let Taken::Ready(_) = s.take_batch(HIGH_EVENTS / 4 + 1) else {
+            panic!("empty")
+        };
+        assert!(!s.still_paused(), "not resumed");
+    }
+
+    #[test]
+    fn close_ends_at_once_and_failure_after_the_queue() {
+        let s = state();
+        s.assigned(&[0]);
+        s.push(vec![event(0, 0)], s.revision());
+        s.fail(Error::new(ErrorKind::Auth, "denied"));
+        assert!(matches!(s.take(), Taken::Ready(_)));
+        for _ in 0..2 {
+            let Taken::Ended(e) = s.take() else {
+                panic!("not ended")
+            };
+            assert_eq!(e.kind(), ErrorKind::Auth);
+        }
+        let s = state();
+        s.assigned(&[0]);
+        s.push(vec![event(0, 0)], s.revision());
+        s.close();
+        let Taken::Ended(e) = s.take_batch(5) else {
+            panic!("not closed")
+        };
+        assert_eq!(e.kind(), ErrorKind::Closed);
+    }
+}
