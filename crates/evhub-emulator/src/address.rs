@@ -65,6 +65,27 @@ pub(crate) fn parse(address: Option<&str>) -> Result<EntityAddress, AddressError
     }
 }
 
+/// The request/response nodes the emulator serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    Cbs,
+    Management,
+}
+
+impl NodeKind {
+    /// `$cbs` / `$management`, bare or as the last path segment of an address.
+    pub(crate) fn from_address(address: &str) -> Option<Self> {
+        let last = entity_path(address).rsplit('/').next().unwrap_or_default();
+        if last.eq_ignore_ascii_case("$cbs") {
+            Some(Self::Cbs)
+        } else if last.eq_ignore_ascii_case("$management") {
+            Some(Self::Management)
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +109,19 @@ mod tests {
         assert!(parse(Some("amqp://h/")).is_err());
         assert!(parse(Some("amqp://h/hub/Other/1")).is_err());
         assert!(parse(Some("hub/ConsumerGroups/g")).is_err());
+    }
+
+    #[test]
+    fn node_addresses() {
+        assert_eq!(NodeKind::from_address("$cbs"), Some(NodeKind::Cbs));
+        assert_eq!(
+            NodeKind::from_address("$management"),
+            Some(NodeKind::Management)
+        );
+        assert_eq!(
+            NodeKind::from_address("amqps://ns/hub/$management"),
+            Some(NodeKind::Management)
+        );
+        assert_eq!(NodeKind::from_address("hub"), None);
     }
 }

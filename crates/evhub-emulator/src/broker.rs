@@ -2,13 +2,14 @@
 //! record filled by `$cbs` put-token.
 
 use crate::{
-    config::SasKey,
+    clock::now_seconds,
+    config::{Limits, SasKey},
     hub::HubRegistry,
     readers::ReaderRegistry,
     sas::{self, TokenError},
 };
-use fe2o3_amqp_types::primitives::SimpleValue;
 use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Everything a connection needs to serve requests.
@@ -19,11 +20,10 @@ pub(crate) struct Broker {
     pub keys: Vec<SasKey>,
     pub no_auth: bool,
     pub max_message_size: u64,
+    pub limits: Limits,
+    /// One permit per open connection (`limits.max_connections`).
+    pub connections: Arc<Semaphore>,
     pub shutdown: CancellationToken,
-}
-
-pub(crate) fn now_seconds() -> i64 {
-    crate::storage::now_millis() / 1000
 }
 
 impl Broker {
@@ -61,6 +61,16 @@ impl ConnectionAuth {
         scopes.push(Scope { path, expires_at });
     }
 
+    /// Whether any granted scope is still valid.
+    pub(crate) fn any_valid(&self) -> bool {
+        let now = now_seconds();
+        self.scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|s| s.expires_at > now)
+    }
+
     /// Whether a valid, unexpired scope covers `entity_path` (any case).
     pub(crate) fn allows(&self, entity_path: &str) -> bool {
         let entity = entity_path.trim_matches('/').to_ascii_lowercase();
@@ -70,16 +80,6 @@ impl ConnectionAuth {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .any(|s| s.expires_at > now && covers(&s.path, &entity))
-    }
-}
-
-/// Text of an application property that SDKs send as string, symbol or binary.
-pub(crate) fn text_value(value: &SimpleValue) -> Option<String> {
-    match value {
-        SimpleValue::String(s) => Some(s.clone()),
-        SimpleValue::Symbol(s) => Some(s.as_str().to_string()),
-        SimpleValue::Binary(b) => String::from_utf8(b.to_vec()).ok(),
-        _ => None,
     }
 }
 

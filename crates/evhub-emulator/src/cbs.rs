@@ -1,37 +1,18 @@
 //! `$cbs` put-token: checks SAS tokens and records what the connection may use.
 
 use crate::{
-    broker::{covers, text_value, Broker, ConnectionAuth},
-    node::NodeResponse,
+    broker::{covers, Broker, ConnectionAuth},
+    message::{body_text, property, OpaqueMessage},
+    response::NodeResponse,
     sas,
-    storage::EventMessage,
 };
-use fe2o3_amqp_types::{
-    messaging::{AmqpValue, Body},
-    primitives::Value,
-};
+use fe2o3_amqp_types::primitives::Value;
 
 pub(crate) const SAS_TOKEN_TYPE: &str = "servicebus.windows.net:sastoken";
 
-fn property(request: &EventMessage, name: &str) -> Option<String> {
-    request
-        .application_properties
-        .as_ref()
-        .and_then(|p| p.0.get(name))
-        .and_then(text_value)
-}
-
-fn token_text(request: &EventMessage) -> Option<String> {
-    match &request.body {
-        Body::Value(AmqpValue(Value::String(s))) => Some(s.clone()),
-        Body::Value(AmqpValue(Value::Binary(b))) => String::from_utf8(b.to_vec()).ok(),
-        _ => None,
-    }
-}
-
 /// Handles one `$cbs` request; 202 on success, 401 for a refused token.
 pub(crate) fn put_token(
-    request: &EventMessage,
+    request: &OpaqueMessage,
     broker: &Broker,
     auth: &ConnectionAuth,
 ) -> NodeResponse {
@@ -41,7 +22,7 @@ pub(crate) fn put_token(
     let Some(name) = property(request, "name") else {
         return NodeResponse::error(400, "put-token needs a 'name' application property.");
     };
-    let Some(token) = token_text(request) else {
+    let Some(token) = body_text(request) else {
         return NodeResponse::error(400, "put-token needs the token as a string body.");
     };
     let name_path = sas::resource_path(&name);

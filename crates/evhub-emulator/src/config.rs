@@ -24,6 +24,95 @@ pub const DEFAULT_KEY_NAME: &str = "RootManageSharedAccessKey";
 /// Key value used when no key is configured (the value Microsoft's emulator uses).
 pub const DEFAULT_KEY_VALUE: &str = "SAS_KEY_VALUE";
 
+/// Default total of event bytes kept in memory across all partitions.
+pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Default size at which a segment file is closed and a new one started.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// When appended events are flushed to disk (with a data directory).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Every append is on disk before the sender gets its outcome (default):
+    /// an acknowledged event survives a crash of the process or the machine.
+    #[default]
+    Always,
+    /// Appends are flushed at most `fsync_interval_ms` later: a machine crash
+    /// may lose that window of acknowledged events (a process crash does not).
+    Interval,
+    /// The operating system decides; fastest.
+    Never,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = EmulatorError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "always" => Ok(Self::Always),
+            "interval" => Ok(Self::Interval),
+            "never" => Ok(Self::Never),
+            other => Err(EmulatorError::Config(format!(
+                "fsync must be always, interval or never, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Bounds on what clients can make the emulator hold. Every field has a safe
+/// default; `0` is not accepted for any of them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Open connections (plain and TLS together); more are closed at once.
+    pub max_connections: usize,
+    /// Sessions one connection may have open.
+    pub max_sessions_per_connection: usize,
+    /// Links one session may have open.
+    pub max_links_per_session: usize,
+    /// Seconds a connection may stay open without having put a valid token
+    /// on `$cbs` (not applied with `no_auth`).
+    pub auth_timeout_secs: u64,
+    /// Hubs `auto_create_hubs` may create in total.
+    pub max_auto_created_hubs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_sessions_per_connection: 32,
+            max_links_per_session: 64,
+            auth_timeout_secs: 60,
+            max_auto_created_hubs: 64,
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self) -> Result<()> {
+        let fields = [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_sessions_per_connection",
+                self.max_sessions_per_connection as u64,
+            ),
+            ("max_links_per_session", self.max_links_per_session as u64),
+            ("auth_timeout_secs", self.auth_timeout_secs),
+            ("max_auto_created_hubs", self.max_auto_created_hubs as u64),
+        ];
+        for (name, value) in fields {
+            if value == 0 {
+                return Err(EmulatorError::Config(format!(
+                    "limits.{name} must be at least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Full emulator configuration.
 ///
 /// Every field has a default, so a config file only lists what it changes.
@@ -45,6 +134,25 @@ pub struct EmulatorConfig {
     pub data_dir: Option<PathBuf>,
     /// Keep at most this many events per partition (oldest dropped first).
     pub retention_events: Option<u64>,
+    /// Drop events older than this many seconds.
+    pub retention_age_secs: Option<u64>,
+    /// Keep at most this many bytes of events per partition.
+    pub retention_bytes: Option<u64>,
+    /// Close a segment file at this size and start a new one (data dir only).
+    pub segment_bytes: u64,
+    /// When appends reach the disk (data dir only).
+    pub fsync: FsyncPolicy,
+    /// Flush interval for [`FsyncPolicy::Interval`], in milliseconds.
+    pub fsync_interval_ms: u64,
+    /// Event bytes kept in memory across all partitions. With `data_dir`,
+    /// older events are read back from disk; without, they are dropped.
+    pub max_memory_bytes: u64,
+    /// Allow a non-loopback `bind` with the default key or `no_auth`.
+    pub insecure: bool,
+    /// Serve TLS only: no plain listener (needs `tls`).
+    pub tls_only: bool,
+    /// Bounds on connections, sessions, links, credit, auth time, hubs.
+    pub limits: Limits,
     /// Create an unknown hub on first reference with this many partitions.
     pub auto_create_hubs: Option<u32>,
     /// Largest accepted message (or batch) in bytes; advertised on sender links.
@@ -63,6 +171,15 @@ impl Default for EmulatorConfig {
             no_auth: false,
             data_dir: None,
             retention_events: None,
+            retention_age_secs: None,
+            retention_bytes: None,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 1000,
+            max_memory_bytes: DEFAULT_MAX_MEMORY_BYTES,
+            insecure: false,
+            tls_only: false,
+            limits: Limits::default(),
             auto_create_hubs: None,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             advertised_host: None,
@@ -184,6 +301,39 @@ impl EmulatorConfig {
         }
     }
 
+    /// Whether no key is configured, so the well-known default key is used.
+    pub fn uses_default_key(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// A listener on a non-loopback address with the well-known default key
+    /// or without auth is open to anyone who can reach it: refused unless
+    /// `insecure` is set.
+    fn check_exposure(&self) -> Result<()> {
+        if self.insecure || !(self.no_auth || self.uses_default_key()) {
+            return Ok(());
+        }
+        let mut addresses = Vec::new();
+        if !self.tls_only {
+            addresses.push(self.bind);
+        }
+        if let Some(tls) = &self.tls {
+            addresses.push(tls.bind);
+        }
+        if let Some(exposed) = addresses.iter().find(|a| !a.ip().is_loopback()) {
+            let why = if self.no_auth {
+                "with no_auth"
+            } else {
+                "with the well-known default key"
+            };
+            return Err(EmulatorError::Config(format!(
+                "refusing to listen on {exposed} {why}: anyone who can reach it could use it; \
+                 configure a key (--key NAME=KEY), bind 127.0.0.1, or pass --insecure"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks names, counts and sizes.
     pub fn validate(&self) -> Result<()> {
         let mut seen = std::collections::HashSet::new();
@@ -223,6 +373,33 @@ impl EmulatorConfig {
                 "retention_events must be at least 1".into(),
             ));
         }
+        self.limits.validate()?;
+        if self.segment_bytes < 4096 {
+            return Err(EmulatorError::Config(
+                "segment_bytes must be at least 4096".into(),
+            ));
+        }
+        if self.max_memory_bytes < self.max_message_size {
+            return Err(EmulatorError::Config(
+                "max_memory_bytes must be at least max_message_size".into(),
+            ));
+        }
+        if self.fsync_interval_ms == 0 {
+            return Err(EmulatorError::Config(
+                "fsync_interval_ms must be at least 1".into(),
+            ));
+        }
+        if self.retention_age_secs == Some(0) || self.retention_bytes == Some(0) {
+            return Err(EmulatorError::Config(
+                "retention_age_secs and retention_bytes must be at least 1".into(),
+            ));
+        }
+        if self.tls_only && self.tls.is_none() {
+            return Err(EmulatorError::Config(
+                "tls_only needs a TLS listener (tls / --tls-bind)".into(),
+            ));
+        }
+        self.check_exposure()?;
         if let Some(tls) = &self.tls {
             if tls.cert.is_some() != tls.key.is_some() {
                 return Err(EmulatorError::Config(
@@ -307,6 +484,47 @@ mod tests {
             EmulatorConfig::from_file(&path),
             Err(EmulatorError::Config(_))
         ));
+    }
+
+    #[test]
+    fn exposed_binds_need_a_key_or_insecure() {
+        let exposed: SocketAddr = "0.0.0.0:5672".parse().unwrap();
+        let mut config = EmulatorConfig {
+            bind: exposed,
+            ..Default::default()
+        };
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("default key"), "{error}");
+        config.keys.push(SasKey::new("k", "v"));
+        config.validate().unwrap();
+        config.no_auth = true;
+        assert!(config.validate().is_err());
+        config.insecure = true;
+        config.validate().unwrap();
+        // Loopback is always fine.
+        let local = EmulatorConfig {
+            no_auth: true,
+            ..Default::default()
+        };
+        local.validate().unwrap();
+    }
+
+    #[test]
+    fn limits_and_storage_settings_parse_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "fsync = \"interval\"\nretention_age_secs = 60\n[limits]\nmax_connections = 3\n",
+        )
+        .unwrap();
+        let config = EmulatorConfig::from_file(&path).unwrap();
+        assert_eq!(config.fsync, FsyncPolicy::Interval);
+        assert_eq!(config.limits.max_connections, 3);
+        assert_eq!(config.limits.max_links_per_session, 64);
+        std::fs::write(&path, "[limits]\nmax_connections = 0\n").unwrap();
+        assert!(EmulatorConfig::from_file(&path).is_err());
+        assert!("sometimes".parse::<FsyncPolicy>().is_err());
     }
 
     #[test]

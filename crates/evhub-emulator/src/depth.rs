@@ -5,6 +5,12 @@
 //! the type encoding (described types, lists, maps, arrays) iteratively over
 //! raw bytes, before anything is decoded, and can be fed a message in pieces
 //! as its transfer frames arrive.
+//!
+//! In a message, the body sections (data, amqp-sequence, amqp-value) are
+//! opaque, as they are to Event Hubs: the emulator stores and forwards them
+//! as bytes and never decodes them, so their nesting is followed (to find
+//! where they end) but not limited. Header, annotations, properties and
+//! footer, which the emulator does decode, are limited.
 
 /// Deepest nesting accepted in a frame or message. Real performatives and
 /// Event Hubs messages use fewer than ten levels.
@@ -25,6 +31,8 @@ enum Step {
     Header { code: u8, buf: [u8; 8], got: u8 },
     /// Skipping the data bytes of a primitive or an array.
     Skip(u64),
+    /// Reading the small-ulong descriptor code of a message section.
+    SectionCode,
     /// Stopped checking: the input is not valid AMQP (the decoder rejects it).
     Invalid,
 }
@@ -37,7 +45,15 @@ pub(crate) struct DepthScanner {
     /// two: descriptor and value).
     open: Vec<u32>,
     step: Step,
+    /// Whether the stream is a message (a sequence of sections).
+    message: bool,
+    /// Inside a body section: nesting is followed but not limited.
+    in_body: bool,
 }
+
+/// Most open compounds followed inside an opaque body section (a bound on
+/// this scanner's own memory: 4 bytes each).
+const MAX_OPAQUE_NESTING: usize = 1 << 20;
 
 fn header_len(code: u8) -> u8 {
     match code {
@@ -55,6 +71,16 @@ impl DepthScanner {
             limit,
             open: Vec::new(),
             step: Step::Constructor,
+            message: false,
+            in_body: false,
+        }
+    }
+
+    /// A scanner for a message: body sections are not limited.
+    pub(crate) fn for_message(limit: usize) -> Self {
+        Self {
+            message: true,
+            ..Self::new(limit)
         }
     }
 
@@ -72,6 +98,21 @@ impl DepthScanner {
             }
             self.open.pop();
         }
+        if self.open.is_empty() {
+            self.in_body = false;
+        }
+    }
+
+    fn check_room(&self) -> Result<(), TooDeep> {
+        let limit = if self.in_body {
+            MAX_OPAQUE_NESTING
+        } else {
+            self.limit
+        };
+        if self.open.len() >= limit {
+            return Err(TooDeep { limit });
+        }
+        Ok(())
     }
 
     fn open_compound(&mut self, values: u32) -> Result<(), TooDeep> {
@@ -79,11 +120,15 @@ impl DepthScanner {
             self.value_done();
             return Ok(());
         }
-        if self.open.len() >= self.limit {
-            return Err(TooDeep { limit: self.limit });
-        }
+        self.check_room()?;
         self.open.push(values);
         Ok(())
+    }
+
+    /// At a section's descriptor: the only open compound is the section's
+    /// described type, still waiting for both of its values.
+    fn at_section_descriptor(&self) -> bool {
+        self.message && self.open.len() == 1 && self.open[0] == 2
     }
 
     fn skip(&mut self, bytes: u64) {
@@ -107,9 +152,7 @@ impl DepthScanner {
             // Arrays share one element constructor; their content is skipped
             // here (the patched decoder bounds it) but counts as one level.
             _ => {
-                if self.open.len() >= self.limit {
-                    return Err(TooDeep { limit: self.limit });
-                }
+                self.check_room()?;
                 let size = if code < 0xf0 {
                     u64::from(buf[0])
                 } else {
@@ -126,6 +169,13 @@ impl DepthScanner {
         while !data.is_empty() {
             match self.step {
                 Step::Invalid => return Ok(()),
+                Step::SectionCode => {
+                    // data, amqp-sequence, amqp-value
+                    self.in_body = matches!(data[0], 0x75..=0x77);
+                    data = &data[1..];
+                    self.step = Step::Constructor;
+                    self.value_done();
+                }
                 Step::Skip(left) => {
                     let n = left.min(data.len() as u64);
                     data = &data[n as usize..];
@@ -153,6 +203,7 @@ impl DepthScanner {
                     match code {
                         0x00 => self.open_compound(2)?,
                         0x40..=0x4f => self.value_done(),
+                        0x53 if self.at_section_descriptor() => self.step = Step::SectionCode,
                         0x50..=0x5f => self.skip(1),
                         0x60..=0x6f => self.skip(2),
                         0x70..=0x7f => self.skip(4),
@@ -211,6 +262,30 @@ mod tests {
         assert!(check(&nested_described(3000), 64).is_err());
         assert!(check(&nested_lists(64), 64).is_ok());
         assert!(check(&nested_lists(65), 64).is_err());
+    }
+
+    #[test]
+    fn message_bodies_are_opaque_but_annotations_are_limited() {
+        let mut body = vec![0x00, 0x53, 0x77];
+        body.extend(nested_described(3000));
+        let mut annotations = vec![0x00, 0x53, 0x72];
+        annotations.extend(nested_described(3));
+        let mut deep_annotations = vec![0x00, 0x53, 0x72];
+        deep_annotations.extend(nested_described(10));
+        let mut footer = vec![0x00, 0x53, 0x78];
+        footer.extend(nested_described(10));
+        let mut message = annotations.clone();
+        message.extend(&body);
+        let mut scanner = DepthScanner::for_message(8);
+        scanner.feed(&message).unwrap();
+        assert!(scanner.is_complete());
+        // After the body, the footer is limited again.
+        assert!(scanner.feed(&footer).is_err());
+        // Annotations alone are limited; outside message mode, bodies too.
+        assert!(DepthScanner::for_message(8)
+            .feed(&deep_annotations)
+            .is_err());
+        assert!(DepthScanner::new(8).feed(&body).is_err());
     }
 
     #[test]

@@ -2,12 +2,14 @@
 
 use crate::{
     broker::Broker,
-    config::{EmulatorConfig, HubConfig, SasKey, TlsConfig},
+    config::{EmulatorConfig, FsyncPolicy, HubConfig, Limits, SasKey, TlsConfig, DEFAULT_KEY_NAME},
     connection::build_acceptor,
     error::{EmulatorError, Result},
     hub::HubRegistry,
     readers::ReaderRegistry,
-    sas, server, tls,
+    sas, server,
+    storage::{MemoryBudget, StorageOptions},
+    tls,
 };
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
@@ -15,7 +17,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Entry point: `Emulator::builder()...start().await`.
@@ -98,6 +100,54 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Drop events older than `age`.
+    pub fn retention_age(mut self, age: Duration) -> Self {
+        self.config.retention_age_secs = Some(age.as_secs().max(1));
+        self
+    }
+
+    /// Keep at most `bytes` bytes of events per partition.
+    pub fn retention_bytes(mut self, bytes: u64) -> Self {
+        self.config.retention_bytes = Some(bytes);
+        self
+    }
+
+    /// Size at which a segment file is closed and a new one started.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.config.segment_bytes = bytes;
+        self
+    }
+
+    /// When appends reach the disk (with [`data_dir`](Self::data_dir)).
+    pub fn fsync(mut self, policy: FsyncPolicy) -> Self {
+        self.config.fsync = policy;
+        self
+    }
+
+    /// Event bytes kept in memory across all partitions.
+    pub fn max_memory_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_memory_bytes = bytes;
+        self
+    }
+
+    /// Bounds on connections, sessions, links, credit, auth time and hubs.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Allow a non-loopback bind with the default key or without auth.
+    pub fn insecure(mut self, insecure: bool) -> Self {
+        self.config.insecure = insecure;
+        self
+    }
+
+    /// Serve TLS only (needs [`tls`](Self::tls)).
+    pub fn tls_only(mut self, tls_only: bool) -> Self {
+        self.config.tls_only = tls_only;
+        self
+    }
+
     /// Create unknown hubs on first reference with `partitions` partitions.
     pub fn auto_create_hubs(mut self, partitions: u32) -> Self {
         self.config.auto_create_hubs = Some(partitions);
@@ -136,11 +186,28 @@ impl EmulatorBuilder {
         }
         let config = self.config;
         config.validate()?;
+        if config.uses_default_key() && !config.no_auth {
+            tracing::warn!(
+                key_name = DEFAULT_KEY_NAME,
+                "no key configured: the well-known development key is in use; anyone who can \
+                 reach this emulator can use it (configure --key NAME=KEY)"
+            );
+        }
+        let storage = StorageOptions {
+            retention_events: config.retention_events,
+            retention_age: config.retention_age_secs.map(Duration::from_secs),
+            retention_bytes: config.retention_bytes,
+            segment_bytes: config.segment_bytes,
+            fsync: config.fsync,
+            fsync_interval: Duration::from_millis(config.fsync_interval_ms),
+            budget: Arc::new(MemoryBudget::new(config.max_memory_bytes)),
+        };
         let hubs = HubRegistry::open(
             &config.hubs,
             config.data_dir.clone(),
-            config.retention_events,
+            storage,
             config.auto_create_hubs,
+            config.limits.max_auto_created_hubs,
         )?;
         let broker = Arc::new(Broker {
             hubs,
@@ -148,18 +215,31 @@ impl EmulatorBuilder {
             keys: config.effective_keys(),
             no_auth: config.no_auth,
             max_message_size: config.max_message_size,
+            limits: config.limits.clone(),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             shutdown: CancellationToken::new(),
         });
         let acceptor = Arc::new(build_acceptor(&broker));
         let tasks = TaskTracker::new();
 
-        let listener = bind(config.bind).await?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| EmulatorError::Bind {
-                addr: config.bind,
-                source,
-            })?;
+        let listener = if config.tls_only {
+            None
+        } else {
+            Some(bind(config.bind).await?)
+        };
+        let plain_addr = match &listener {
+            Some(listener) => {
+                Some(
+                    listener
+                        .local_addr()
+                        .map_err(|source| EmulatorError::Bind {
+                            addr: config.bind,
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let mut tls_addr = None;
         let mut tls_certificate_pem = None;
         if let Some(tls_config) = &config.tls {
@@ -182,13 +262,31 @@ impl EmulatorBuilder {
                 tasks.clone(),
             ));
         }
-        tasks.spawn(server::run_listener(
-            listener,
-            None,
-            acceptor,
-            broker.clone(),
-            tasks.clone(),
-        ));
+        if let Some(listener) = listener {
+            tasks.spawn(server::run_listener(
+                listener,
+                None,
+                acceptor,
+                broker.clone(),
+                tasks.clone(),
+            ));
+        }
+        if config.data_dir.is_some() && config.fsync == FsyncPolicy::Interval {
+            tasks.spawn(sync_periodically(
+                broker.clone(),
+                Duration::from_millis(config.fsync_interval_ms),
+            ));
+        }
+        // validate() guarantees a TLS listener when there is no plain one.
+        let (local_addr, scheme) = match (plain_addr, tls_addr) {
+            (Some(addr), _) => (addr, "amqp"),
+            (None, Some(addr)) => (addr, "amqps"),
+            (None, None) => {
+                return Err(EmulatorError::Config(
+                    "no listener configured (tls_only without tls)".into(),
+                ))
+            }
+        };
         let advertised_host = config.advertised_host.clone().unwrap_or_else(|| {
             if local_addr.ip().is_unspecified() {
                 "localhost".to_string()
@@ -199,12 +297,28 @@ impl EmulatorBuilder {
         tracing::info!(%local_addr, tls = ?tls_addr, hubs = ?broker.hubs.names(), auth = !config.no_auth, "evhub-emulator listening");
         Ok(EmulatorHandle {
             local_addr,
+            scheme,
             tls_addr,
             tls_certificate_pem,
             advertised_host,
             broker,
             tasks,
         })
+    }
+}
+
+/// Flushes event logs for [`FsyncPolicy::Interval`] until shutdown.
+async fn sync_periodically(broker: Arc<Broker>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let broker = broker.clone();
+                // File syncs block: keep them off the async workers.
+                let _ = tokio::task::spawn_blocking(move || broker.hubs.sync_due()).await;
+            }
+            _ = broker.shutdown.cancelled() => break,
+        }
     }
 }
 
@@ -239,6 +353,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 #[derive(Debug)]
 pub struct EmulatorHandle {
     local_addr: SocketAddr,
+    scheme: &'static str,
     tls_addr: Option<SocketAddr>,
     tls_certificate_pem: Option<String>,
     advertised_host: String,
@@ -247,7 +362,8 @@ pub struct EmulatorHandle {
 }
 
 impl EmulatorHandle {
-    /// Address of the plain AMQP listener (with the real port when 0 was asked).
+    /// Address of the plain AMQP listener (with the real port when 0 was
+    /// asked); with `tls_only`, the TLS listener's.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -262,9 +378,10 @@ impl EmulatorHandle {
         self.tls_certificate_pem.as_deref()
     }
 
-    /// `amqp://<ip>:<port>`, the value for the Rust SDK's `with_custom_endpoint`.
+    /// `amqp://<ip>:<port>` (`amqps://` with `tls_only`), the value for the
+    /// Rust SDK's `with_custom_endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("amqp://{}", self.local_addr)
+        format!("{}://{}", self.scheme, self.local_addr)
     }
 
     /// Host name without port, the Rust SDK's `fully_qualified_namespace`.
@@ -291,7 +408,7 @@ impl EmulatorHandle {
 
     /// A SAS token for `resource` signed with the first key, valid for `ttl`.
     pub fn sas_token(&self, resource: &str, ttl: Duration) -> String {
-        let expires = crate::broker::now_seconds() + ttl.as_secs() as i64;
+        let expires = crate::clock::now_seconds() + ttl.as_secs() as i64;
         sas::generate(resource, self.key(), expires)
     }
 

@@ -2,10 +2,11 @@
 //! them (with optional creation on first reference).
 
 use crate::{
+    clock::now_millis,
     config::{validate_entity_name, validate_hub, HubConfig, DEFAULT_CONSUMER_GROUP},
     error::{EmulatorError, Result},
     partition_key::partition_for_key,
-    storage::{now_millis, PartitionLog},
+    storage::{PartitionLog, StorageOptions},
 };
 use serde::{Deserialize, Serialize};
 use std::{
@@ -120,8 +121,11 @@ impl Hub {
 pub(crate) struct HubRegistry {
     hubs: RwLock<HashMap<String, Arc<Hub>>>,
     data_dir: Option<PathBuf>,
-    retention: Option<u64>,
+    storage: StorageOptions,
     auto_create: Option<u32>,
+    /// Most hubs auto-creation may add, and how many it added.
+    max_auto_created: usize,
+    auto_created: AtomicUsize,
 }
 
 impl HubRegistry {
@@ -129,14 +133,17 @@ impl HubRegistry {
     pub(crate) fn open(
         configured: &[HubConfig],
         data_dir: Option<PathBuf>,
-        retention: Option<u64>,
+        storage: StorageOptions,
         auto_create: Option<u32>,
+        max_auto_created: usize,
     ) -> Result<Self> {
         let registry = Self {
             hubs: RwLock::new(HashMap::new()),
             data_dir,
-            retention,
+            storage,
             auto_create,
+            max_auto_created,
+            auto_created: AtomicUsize::new(0),
         };
         if let Some(dir) = &registry.data_dir {
             std::fs::create_dir_all(dir).map_err(|source| EmulatorError::Storage {
@@ -217,8 +224,19 @@ impl HubRegistry {
         };
         let mut partitions = Vec::with_capacity(config.partitions as usize);
         for index in 0..config.partitions {
-            let path = hub_dir.as_ref().map(|d| d.join(format!("{index}.log")));
-            partitions.push(Arc::new(PartitionLog::open(path, self.retention)?));
+            if let Some(hub_dir) = &hub_dir {
+                let legacy = hub_dir.join(format!("{index}.log"));
+                if legacy.exists() {
+                    return Err(EmulatorError::CorruptStore {
+                        path: legacy,
+                        message: "a single-file store from an older emulator version; it is \
+                                  not read any more (move it away to start)"
+                            .into(),
+                    });
+                }
+            }
+            let dir = hub_dir.as_ref().map(|d| d.join(index.to_string()));
+            partitions.push(Arc::new(PartitionLog::open(dir, self.storage.clone())?));
         }
         let mut groups = vec![DEFAULT_CONSUMER_GROUP.to_string()];
         for group in &config.consumer_groups {
@@ -263,7 +281,22 @@ impl HubRegistry {
             return Some(hub);
         }
         let partitions = self.auto_create?;
-        match self.create(&HubConfig::new(name, partitions)) {
+        // Count first, so concurrent creations cannot overshoot the limit.
+        let created = self.auto_created.fetch_add(1, Ordering::SeqCst);
+        if created >= self.max_auto_created {
+            self.auto_created.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!(
+                hub = name,
+                limit = self.max_auto_created,
+                "auto-create limit reached; hub not created"
+            );
+            return None;
+        }
+        let result = self.create(&HubConfig::new(name, partitions));
+        if result.is_err() {
+            self.auto_created.fetch_sub(1, Ordering::SeqCst);
+        }
+        match result {
             Ok(hub) => {
                 tracing::info!(hub = name, partitions, "auto-created event hub");
                 Some(hub)
@@ -293,6 +326,22 @@ impl HubRegistry {
         hub.add_consumer_group(group)
     }
 
+    /// Flushes logs whose fsync interval has passed.
+    pub(crate) fn sync_due(&self) {
+        let hubs: Vec<Arc<Hub>> = self
+            .hubs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for hub in hubs {
+            for log in &hub.partitions {
+                log.sync_if_due();
+            }
+        }
+    }
+
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .hubs
@@ -310,9 +359,27 @@ impl HubRegistry {
 mod tests {
     use super::*;
 
+    fn memory() -> StorageOptions {
+        StorageOptions::in_memory(1 << 20)
+    }
+
+    #[test]
+    fn auto_create_stops_at_its_limit() {
+        let registry = HubRegistry::open(&[], None, memory(), Some(1), 2).unwrap();
+        assert!(registry.resolve("a").is_some());
+        assert!(registry.resolve("b").is_some());
+        assert!(registry.resolve("c").is_none());
+        assert!(
+            registry.resolve("a").is_some(),
+            "existing hubs still resolve"
+        );
+        assert_eq!(registry.names(), ["a", "b"]);
+    }
+
     #[test]
     fn create_lookup_and_groups() {
-        let registry = HubRegistry::open(&[HubConfig::new("Orders", 2)], None, None, None).unwrap();
+        let registry =
+            HubRegistry::open(&[HubConfig::new("Orders", 2)], None, memory(), None, 8).unwrap();
         let hub = registry.get("orders").unwrap();
         assert_eq!(hub.partition_ids(), ["0", "1"]);
         assert!(hub.partition("1").is_some());
@@ -333,15 +400,15 @@ mod tests {
     fn auto_create_and_reload_from_disk() {
         let dir = tempfile::tempdir().unwrap();
         let data = Some(dir.path().to_path_buf());
-        let registry = HubRegistry::open(&[], data.clone(), None, Some(3)).unwrap();
+        let registry = HubRegistry::open(&[], data.clone(), memory(), Some(3), 8).unwrap();
         let hub = registry.resolve("fresh").unwrap();
         assert_eq!(hub.partitions.len(), 3);
         registry.add_consumer_group("fresh", "readers").unwrap();
         drop(registry);
-        let registry = HubRegistry::open(&[], data.clone(), None, None).unwrap();
+        let registry = HubRegistry::open(&[], data.clone(), memory(), None, 8).unwrap();
         let hub = registry.get("fresh").unwrap();
         assert_eq!(hub.partitions.len(), 3);
         assert!(hub.has_consumer_group("readers"));
-        assert!(HubRegistry::open(&[HubConfig::new("fresh", 2)], data, None, None).is_err());
+        assert!(HubRegistry::open(&[HubConfig::new("fresh", 2)], data, memory(), None, 8).is_err());
     }
 }

@@ -229,7 +229,7 @@ impl InboundGuard {
         let max_depth = self.limits.max_depth;
         let partial = self.partial.entry(key).or_insert_with(|| Partial {
             bytes: 0,
-            scanner: DepthScanner::new(max_depth),
+            scanner: DepthScanner::for_message(max_depth),
         });
         partial.bytes += payload.len() as u64;
         self.partial_bytes += payload.len() as u64;

@@ -46,8 +46,10 @@
 //!   retention by event count.
 
 mod address;
+mod attach;
 mod broker;
 mod cbs;
+mod clock;
 pub mod config;
 mod connection;
 mod depth;
@@ -58,17 +60,21 @@ mod frame_pad;
 mod hub;
 mod inbound;
 mod management;
+mod message;
 mod node;
 mod partition_key;
 mod readers;
 mod receiver;
+mod response;
 pub mod sas;
 mod sasl;
 mod sender;
 mod server;
+mod session;
+mod settle;
 mod storage;
 mod tls;
 
-pub use config::{EmulatorConfig, HubConfig, SasKey, TlsConfig};
+pub use config::{EmulatorConfig, FsyncPolicy, HubConfig, Limits, SasKey, TlsConfig};
 pub use emulator::{connection_string, Emulator, EmulatorBuilder, EmulatorHandle};
 pub use error::{EmulatorError, Result};

@@ -2,25 +2,17 @@
 //! SDKs expect (an array of strings for `partition_ids`, longs, timestamps).
 
 use crate::{
-    broker::{covers, text_value, Broker, ConnectionAuth},
+    broker::{covers, Broker, ConnectionAuth},
     hub::Hub,
-    node::NodeResponse,
-    storage::EventMessage,
+    message::{property, OpaqueMessage},
+    response::NodeResponse,
 };
 use fe2o3_amqp_types::primitives::{Array, OrderedMap, Timestamp, Value};
 
 pub(crate) const EVENTHUB_TYPE: &str = "com.microsoft:eventhub";
 pub(crate) const PARTITION_TYPE: &str = "com.microsoft:partition";
 
-fn property(request: &EventMessage, name: &str) -> Option<String> {
-    request
-        .application_properties
-        .as_ref()
-        .and_then(|p| p.0.get(name))
-        .and_then(text_value)
-}
-
-fn authorized(request: &EventMessage, broker: &Broker, auth: &ConnectionAuth, hub: &str) -> bool {
+fn authorized(request: &OpaqueMessage, broker: &Broker, auth: &ConnectionAuth, hub: &str) -> bool {
     if broker.no_auth {
         return true;
     }
@@ -33,7 +25,7 @@ fn authorized(request: &EventMessage, broker: &Broker, auth: &ConnectionAuth, hu
 
 /// Handles one `$management` request.
 pub(crate) fn handle(
-    request: &EventMessage,
+    request: &OpaqueMessage,
     broker: &Broker,
     auth: &ConnectionAuth,
 ) -> NodeResponse {

@@ -1,9 +1,11 @@
 //! Links on which clients receive events: start position, credit-bound
 //! delivery of one event per transfer, and takeover by higher epochs.
 
-use crate::{readers::ReaderGuard, storage::PartitionLog};
+use crate::{
+    broker::ConnectionAuth, readers::ReaderGuard, settle::DISPOSITION_DELAY, storage::PartitionLog,
+};
 use fe2o3_amqp::Sender;
-use fe2o3_amqp_types::definitions::{Error, LinkError};
+use fe2o3_amqp_types::definitions::{AmqpError, Error, LinkError};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -15,9 +17,17 @@ pub(crate) struct DeliveryLink {
     pub next_sequence: i64,
     pub guard: ReaderGuard,
     pub shutdown: CancellationToken,
+    /// The connection's tokens, re-checked while the link is open (`None`
+    /// with `no_auth`), and the entity they must cover.
+    pub auth: Option<Arc<ConnectionAuth>>,
+    pub entity_path: String,
 }
 
+/// How often an open receiver re-checks that its token has not expired.
+const AUTH_RECHECK: Duration = Duration::from_secs(1);
+
 enum Stop {
+    Unauthorized,
     Stolen,
     Detached,
     Shutdown,
@@ -26,6 +36,19 @@ enum Stop {
 pub(crate) async fn run_delivery_link(mut sender: Sender, link: DeliveryLink) {
     let stop = deliver(&mut sender, &link).await;
     match stop {
+        Stop::Unauthorized => {
+            let error = Error::new(
+                AmqpError::UnauthorizedAccess,
+                format!(
+                    "The token for '{}' expired; put a new token on $cbs.",
+                    link.entity_path
+                ),
+                None,
+            );
+            tracing::info!(entity = %link.entity_path, "receiver link closed: token expired");
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), sender.close_with_error(error)).await;
+        }
         Stop::Stolen => {
             let error = Error::new(LinkError::Stolen, link.guard.stolen_reason(), None);
             tracing::info!(reason = %link.guard.stolen_reason(), "receiver link stolen");
@@ -44,12 +67,22 @@ async fn deliver(sender: &mut Sender, link: &DeliveryLink) -> Stop {
     let mut tail = link.log.subscribe();
     let mut next = link.next_sequence;
     // Let the client finish setting up its side of the link (see
-    // `sender::DISPOSITION_DELAY` for the same kind of race).
-    tokio::time::sleep(crate::sender::DISPOSITION_DELAY).await;
+    // `DISPOSITION_DELAY` for the same kind of race).
+    tokio::time::sleep(DISPOSITION_DELAY).await;
+    let mut recheck = tokio::time::interval(AUTH_RECHECK);
+    let authorized = || {
+        link.auth
+            .as_ref()
+            .is_none_or(|auth| auth.allows(&link.entity_path))
+    };
     loop {
+        if !authorized() {
+            return Stop::Unauthorized;
+        }
         let events = link.log.read_from(next, READ_CHUNK);
         if events.is_empty() {
             tokio::select! {
+                _ = recheck.tick() => {}
                 changed = tail.changed() => {
                     if changed.is_err() {
                         return Stop::Shutdown;

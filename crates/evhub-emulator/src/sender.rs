@@ -2,9 +2,11 @@
 //! choice (explicit, by key, or round robin) and append.
 
 use crate::{
+    depth::{DepthScanner, MAX_NESTING_DEPTH},
     hub::Hub,
-    node::SessionContext,
-    storage::{partition_key_of, EventMessage, PARTITION_KEY},
+    message::{partition_key_of, OpaqueMessage, PARTITION_KEY},
+    session::SessionContext,
+    settle::DISPOSITION_DELAY,
 };
 use fe2o3_amqp::{
     link::{delivery::DeliveryInfo, RecvError},
@@ -19,6 +21,7 @@ use fe2o3_amqp_types::{
     },
     primitives::{Symbol, Value},
 };
+use serde_amqp::lazy::LazyValue;
 use std::{sync::Arc, time::Duration};
 
 /// Message format of an Event Hubs batch: one `data` section per encoded event.
@@ -35,14 +38,6 @@ pub(crate) struct SendTarget {
     /// Lower-case entity path, checked against the connection's tokens.
     pub entity_path: String,
 }
-
-/// How long an outcome waits before it is sent. `fe2o3-amqp` clients (the
-/// Rust SDK) can register a delivery as unsettled only after the outcome for
-/// it arrived when the server answers within microseconds (seen on loopback);
-/// that outcome is dropped and the send never completes. Holding outcomes back
-/// briefly avoids it. Settling runs in its own task, so pipelined senders keep
-/// their throughput.
-pub(crate) const DISPOSITION_DELAY: Duration = Duration::from_millis(3);
 
 pub(crate) async fn run_ingest_link(
     mut receiver: Receiver,
@@ -63,7 +58,7 @@ pub(crate) async fn run_ingest_link(
     });
     loop {
         let delivery = tokio::select! {
-            delivery = receiver.recv::<Body<Value>>() => delivery,
+            delivery = receiver.recv::<Body<LazyValue>>() => delivery,
             _ = shutdown.cancelled() => break,
         };
         let delivery = match delivery {
@@ -95,7 +90,7 @@ pub(crate) async fn run_ingest_link(
         };
         let format = delivery.message_format().unwrap_or(0);
         tracing::trace!(hub = %target.hub.name, delivery_id = delivery.delivery_id(), format, "delivery received");
-        let (info, message): (DeliveryInfo, EventMessage) = delivery.into_parts();
+        let (info, message): (DeliveryInfo, OpaqueMessage) = delivery.into_parts();
         let result = match ingest(message, format, &target, &ctx) {
             Ok(count) => {
                 tracing::trace!(hub = %target.hub.name, count, "events stored");
@@ -119,7 +114,7 @@ pub(crate) async fn run_ingest_link(
 }
 
 fn ingest(
-    message: EventMessage,
+    message: OpaqueMessage,
     format: u32,
     target: &SendTarget,
     ctx: &SessionContext,
@@ -181,7 +176,7 @@ fn ingest(
     Ok(count)
 }
 
-fn unpack_batch(message: EventMessage, key: Option<&str>) -> Result<Vec<EventMessage>, Error> {
+fn unpack_batch(message: OpaqueMessage, key: Option<&str>) -> Result<Vec<OpaqueMessage>, Error> {
     let sections = match message.body {
         Body::Data(batch) => batch,
         Body::Empty => return Ok(Vec::new()),
@@ -195,7 +190,19 @@ fn unpack_batch(message: EventMessage, key: Option<&str>) -> Result<Vec<EventMes
     };
     let mut events = Vec::with_capacity(sections.len());
     for (index, section) in sections.into_iter().enumerate() {
-        let mut event = serde_amqp::from_slice::<Deserializable<EventMessage>>(&section.0)
+        // The entry is decoded here (its annotations are needed): check its
+        // nesting first, as the inbound guard does for whole messages.
+        if DepthScanner::for_message(MAX_NESTING_DEPTH)
+            .feed(&section.0)
+            .is_err()
+        {
+            return Err(Error::new(
+                AmqpError::DecodeError,
+                format!("Batch entry {index} nests deeper than {MAX_NESTING_DEPTH} levels."),
+                None,
+            ));
+        }
+        let mut event = serde_amqp::from_slice::<Deserializable<OpaqueMessage>>(&section.0)
             .map_err(|e| {
                 Error::new(
                     AmqpError::DecodeError,

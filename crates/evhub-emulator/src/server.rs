@@ -34,9 +34,17 @@ pub(crate) async fn run_listener(
                 continue;
             }
         };
+        // One permit per open connection; beyond the limit the socket is
+        // closed at once (before any protocol work).
+        let Ok(permit) = broker.connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = broker.limits.max_connections, "connection limit reached; closing the new connection");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (acceptor, broker, tls) = (acceptor.clone(), broker.clone(), tls.clone());
         tasks.spawn(async move {
+            let _permit = permit;
             match tls {
                 None => serve(stream, peer, acceptor, broker).await,
                 Some(tls) => {

@@ -242,6 +242,25 @@ pub async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Optio
     }
 }
 
+/// Reads until `needle` arrives or the server closes (at most `limit`);
+/// returns everything received.
+pub async fn read_until_contains(
+    stream: &mut TcpStream,
+    needle: &[u8],
+    limit: Duration,
+) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    while !contains(&received, needle) {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&chunk[..n]),
+        }
+    }
+    received
+}
+
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
