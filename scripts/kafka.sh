@@ -7,6 +7,8 @@
 #   scripts/kafka.sh env     print `export EVHUB_TEST_*=...` lines for the tests
 #   scripts/kafka.sh stop    stop the broker started by `start` (idempotent)
 #   scripts/kafka.sh status  say whether it runs
+#   scripts/kafka.sh kill    SIGKILL the broker, keeping its data dir (fault drills)
+#   scripts/kafka.sh resume  start the broker again on the same data dir (not re-formatted)
 #
 # Listeners (all 127.0.0.1; ports overridable by env):
 #   PLAINTEXT   $EVHUB_KAFKA_PORT            (19092)  backend `kafka`
@@ -327,6 +329,43 @@ cmd_stop() {
   rm -f "$STATE_DIR/pid" "$STATE_DIR/cds-dumping"
 }
 
+cmd_kill() {
+  pid_alive || die "broker not running"
+  local pid
+  pid="$(cat "$STATE_DIR/pid")"
+  kill -KILL "$pid"
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  # An archive cut off mid-write must not be used by the next start.
+  if [ -f "$STATE_DIR/cds-dumping" ]; then rm -f "$CDS_ARCHIVE" "$STATE_DIR/cds-dumping"; fi
+  log "killed (pid $pid, SIGKILL); data kept in $STATE_DIR/data"
+}
+
+cmd_resume() {
+  if pid_alive; then
+    log "already running (pid $(cat "$STATE_DIR/pid"))"
+    return 0
+  fi
+  [ -f "$STATE_DIR/server.properties" ] && [ -d "$STATE_DIR/data" ] \
+    || die "no data dir to resume from; run 'scripts/kafka.sh start'"
+  local t0
+  t0=$(date +%s%N)
+  set_java_args broker
+  echo "--- resumed $(date -u +%FT%TZ)" >>"$STATE_DIR/logs/server.log"
+  local mark
+  mark=$(wc -l <"$STATE_DIR/logs/server.log")
+  nohup java "${java_args[@]}" kafka.Kafka "$STATE_DIR/server.properties" \
+    >>"$STATE_DIR/logs/stdout.log" 2>&1 </dev/null &
+  echo $! >"$STATE_DIR/pid"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until tail -n +"$mark" "$STATE_DIR/logs/server.log" | grep -q "Kafka Server started" \
+    && port_open "$PLAINTEXT_PORT"; do
+    pid_alive || die "broker exited while resuming (logs in $STATE_DIR/logs)"
+    ((SECONDS < deadline)) || die "broker did not answer within ${START_TIMEOUT}s after resume"
+    sleep 0.2
+  done
+  log "resumed in $((($(date +%s%N) - t0) / 1000000)) ms (pid $(cat "$STATE_DIR/pid"))"
+}
+
 cmd_env() {
   pid_alive || die "broker not running; run 'scripts/kafka.sh start' first"
   # shellcheck disable=SC1091
@@ -338,6 +377,7 @@ export EVHUB_TEST_EHKAFKA_BOOTSTRAP='$HOST:$SASL_SSL_PORT'
 export EVHUB_TEST_EHKAFKA_CONNECTION_STRING='$CONNECTION_STRING'
 export EVHUB_TEST_KAFKA_CA_PEM='$STATE_DIR/tls/ca.pem'
 export EVHUB_TEST_KAFKA_OAUTH_BOOTSTRAP='$HOST:$OAUTH_PORT'
+export EVHUB_TEST_KAFKA_CONTROL='$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka.sh'
 EOF
 }
 
@@ -355,6 +395,8 @@ case "${1:-}" in
   stop) cmd_stop ;;
   env) cmd_env ;;
   status) cmd_status ;;
+  kill) cmd_kill ;;
+  resume) cmd_resume ;;
   fetch) fetch_broker ;;
-  *) echo "usage: $0 start|stop|env|status|fetch" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|env|status|kill|resume|fetch" >&2; exit 2 ;;
 esac

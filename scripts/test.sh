@@ -153,6 +153,14 @@ fi
 say "infra: checkov static scan"
 bash scripts/infra-check.sh || stage_failed infra-check
 
+# Fault drills (crates/evhub-drills, evhub-pipeline): one line each, `drill <name>: ... lost=N`.
+drill_lines="$(cat "$LOG_DIR"/*.log 2>/dev/null | grep -E '^drill [^:]+: events=' | sort -u || true)"
+if [ -n "$drill_lines" ]; then
+  printf '\n==> fault drills\n%s\n' "$drill_lines"
+  printf 'test.sh: %s drills ran\n' "$(printf '%s\n' "$drill_lines" | wc -l)"
+  if printf '%s\n' "$drill_lines" | grep -vq ' lost=0 '; then stage_failed drills-lost-events; fi
+fi
+
 read -r passed failed skipped conf_skips < <(awk '{p+=$1; f+=$2; s+=$3; c+=$4} END {print p+0, f+0, s+0, c+0}' "$SUMMARY")
 if ((${#failed_stages[@]})); then
   printf '\ntest.sh: failed stages: %s\n' "${failed_stages[*]}"
