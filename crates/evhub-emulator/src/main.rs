@@ -1,7 +1,9 @@
 //! `evhub-emulator`: run the Event Hubs emulator from the command line.
 
 use clap::Parser;
-use evhub_emulator::{Emulator, EmulatorConfig, EmulatorError, HubConfig, SasKey, TlsConfig};
+use evhub_emulator::{
+    Emulator, EmulatorConfig, EmulatorError, FsyncPolicy, HubConfig, SasKey, TlsConfig,
+};
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 /// A Docker-free Azure Event Hubs AMQP 1.0 emulator.
@@ -43,6 +45,46 @@ struct Cli {
     /// Largest accepted message in bytes.
     #[arg(long)]
     max_message_size: Option<u64>,
+    /// Drop events older than this many seconds.
+    #[arg(long, value_name = "SECS")]
+    retention_age_secs: Option<u64>,
+    /// Keep at most this many bytes of events per partition.
+    #[arg(long, value_name = "BYTES")]
+    retention_bytes: Option<u64>,
+    /// Start a new segment file at this size (with --data-dir).
+    #[arg(long, value_name = "BYTES")]
+    segment_bytes: Option<u64>,
+    /// When appends reach the disk with --data-dir: always (default), interval, never.
+    #[arg(long, value_name = "POLICY")]
+    fsync: Option<FsyncPolicy>,
+    /// Flush interval for --fsync interval.
+    #[arg(long, value_name = "MS")]
+    fsync_interval_ms: Option<u64>,
+    /// Event bytes kept in memory across all partitions (older ones are read
+    /// from disk with --data-dir, dropped without).
+    #[arg(long, value_name = "BYTES")]
+    max_memory_bytes: Option<u64>,
+    /// Most open connections.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most sessions per connection.
+    #[arg(long, value_name = "N")]
+    max_sessions_per_connection: Option<usize>,
+    /// Most links per session.
+    #[arg(long, value_name = "N")]
+    max_links_per_session: Option<usize>,
+    /// Close connections that put no valid token on $cbs within this time.
+    #[arg(long, value_name = "SECS")]
+    auth_timeout_secs: Option<u64>,
+    /// Most hubs --auto-create-hubs may create.
+    #[arg(long, value_name = "N")]
+    max_auto_created_hubs: Option<usize>,
+    /// Allow a non-loopback listener with the default key or --no-auth.
+    #[arg(long)]
+    insecure: bool,
+    /// Serve TLS only (no plain listener); needs --tls-bind.
+    #[arg(long)]
+    tls_only: bool,
     /// Also listen with TLS on this address (e.g. 127.0.0.1:5671).
     #[arg(long, value_name = "ADDR")]
     tls_bind: Option<SocketAddr>,
@@ -131,6 +173,42 @@ fn build_config(cli: &Cli) -> Result<EmulatorConfig, EmulatorError> {
     if let Some(size) = cli.max_message_size {
         config.max_message_size = size;
     }
+    if cli.retention_age_secs.is_some() {
+        config.retention_age_secs = cli.retention_age_secs;
+    }
+    if cli.retention_bytes.is_some() {
+        config.retention_bytes = cli.retention_bytes;
+    }
+    if let Some(bytes) = cli.segment_bytes {
+        config.segment_bytes = bytes;
+    }
+    if let Some(policy) = cli.fsync {
+        config.fsync = policy;
+    }
+    if let Some(ms) = cli.fsync_interval_ms {
+        config.fsync_interval_ms = ms;
+    }
+    if let Some(bytes) = cli.max_memory_bytes {
+        config.max_memory_bytes = bytes;
+    }
+    let limits = &mut config.limits;
+    if let Some(n) = cli.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(n) = cli.max_sessions_per_connection {
+        limits.max_sessions_per_connection = n;
+    }
+    if let Some(n) = cli.max_links_per_session {
+        limits.max_links_per_session = n;
+    }
+    if let Some(secs) = cli.auth_timeout_secs {
+        limits.auth_timeout_secs = secs;
+    }
+    if let Some(n) = cli.max_auto_created_hubs {
+        limits.max_auto_created_hubs = n;
+    }
+    config.insecure |= cli.insecure;
+    config.tls_only |= cli.tls_only;
     if cli.tls_bind.is_some() || cli.tls_cert.is_some() {
         let mut tls = config.tls.clone().unwrap_or_default();
         if let Some(bind) = cli.tls_bind {
@@ -176,7 +254,7 @@ async fn run(cli: Cli) -> Result<(), EmulatorError> {
     let handle = Emulator::builder().config(config).start().await?;
     // One parseable line for scripts that start us on port 0.
     println!("evhub-emulator listening on {}", handle.endpoint());
-    if let Some(tls) = handle.tls_addr() {
+    if let (Some(tls), false) = (handle.tls_addr(), handle.endpoint().starts_with("amqps:")) {
         println!("evhub-emulator listening on amqps://{tls}");
     }
     if cli.print_connection_string {
@@ -212,6 +290,12 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // A damaged event store gets its own exit code so scripts can
+            // tell it from a bad flag.
+            let code = match error {
+                EmulatorError::CorruptStore { .. } => EXIT_CORRUPT_STORE,
+                _ => EXIT_FAILURE,
+            };
             let mut text = error.to_string();
             let mut source = std::error::Error::source(&error);
             while let Some(cause) = source {
@@ -219,7 +303,12 @@ fn main() -> ExitCode {
                 source = cause.source();
             }
             eprintln!("evhub-emulator: {text}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }
+
+/// Exit code for configuration, bind and I/O errors.
+const EXIT_FAILURE: u8 = 1;
+/// Exit code when the event store under --data-dir is corrupt.
+const EXIT_CORRUPT_STORE: u8 = 3;

@@ -78,6 +78,26 @@ impl ChildEmulator {
     pub fn endpoint(&self) -> String {
         format!("amqp://{}", self.addr)
     }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the emulator binary expecting it to fail at start; returns its exit
+/// code and stderr.
+pub fn start_failure(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_evhub-emulator"))
+        .args(["--port", "0", "--key", &format!("{KEY_NAME}={KEY_VALUE}")])
+        .args(args)
+        .output()
+        .expect("run the emulator binary");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 impl Drop for ChildEmulator {
@@ -292,6 +312,61 @@ pub async fn authenticated_send(endpoint: &str, hub: &str, text: &str) -> Result
     let _ = session.end().await;
     let _ = connection.close().await;
     Ok(())
+}
+
+/// An authenticated connection and session for `hub`.
+pub async fn authenticated_session(
+    endpoint: &str,
+    hub: &str,
+) -> Result<
+    (
+        fe2o3_amqp::connection::ConnectionHandle<()>,
+        fe2o3_amqp::session::SessionHandle<()>,
+    ),
+    String,
+> {
+    let mut connection = Connection::builder()
+        .container_id("good-client")
+        .sasl_profile(fe2o3_amqp::sasl_profile::SaslProfile::Anonymous)
+        .open(endpoint)
+        .await
+        .map_err(|e| format!("open: {e}"))?;
+    let mut session = Session::begin(&mut connection)
+        .await
+        .map_err(|e| format!("begin: {e}"))?;
+    put_token(&mut session, hub).await?;
+    Ok((connection, session))
+}
+
+/// Reads partition 0 of `hub` from the start until `idle` passes without an
+/// event; returns the amqp-value strings in order.
+pub async fn read_all_strings(endpoint: &str, hub: &str, idle: Duration) -> Vec<String> {
+    let (mut connection, mut session) = authenticated_session(endpoint, hub).await.unwrap();
+    let mut receiver = Receiver::attach(
+        &mut session,
+        "reader",
+        format!("{hub}/ConsumerGroups/$Default/Partitions/0"),
+    )
+    .await
+    .unwrap();
+    let mut texts = Vec::new();
+    while let Ok(Ok(delivery)) = tokio::time::timeout(
+        idle,
+        receiver.recv::<fe2o3_amqp::types::messaging::Body<Value>>(),
+    )
+    .await
+    {
+        let _ = receiver.accept(&delivery).await;
+        if let fe2o3_amqp::types::messaging::Body::Value(value) = delivery.body() {
+            if let Value::String(text) = &value.0 {
+                texts.push(text.clone());
+            }
+        }
+    }
+    let _ = receiver.close().await;
+    let _ = session.end().await;
+    let _ = connection.close().await;
+    texts
 }
 
 /// `$cbs` put-token for `hub` with a token signed by the test key.
