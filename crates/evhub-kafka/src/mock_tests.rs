@@ -85,3 +85,46 @@ async fn broker_errors_on_produce_map_to_kinds() {
     let producer = backend.producer("mock-size").await.unwrap();
     producer.send(Event::new("after")).await.unwrap();
 }
+
+/// `close()` returns within its bound when the broker is gone (the mock broker on 127.0.0.1 is
+/// taken down), and the member reports `Closed` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_returns_in_bounded_time_when_the_broker_is_gone() {
+    use evhub_core::ConsumerOptions;
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("mock-close", 2, 1).unwrap();
+    let mut config = KafkaConfig::new(cluster.bootstrap_servers());
+    config.request_timeout_ms = 30_000;
+    let backend = KafkaBackend::connect(&config).await.unwrap();
+    let producer = backend.producer("mock-close").await.unwrap();
+    producer
+        .send_batch((0..10).map(|i| Event::new(format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    let consumer = backend
+        .consumer("mock-close", ConsumerOptions::new("mock-close-g"))
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("an event within 30 s")
+        .unwrap();
+    assert!(consumer
+        .commit(&event.checkpoint())
+        .await
+        .unwrap()
+        .is_committed());
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        crate::CLOSE_TIMEOUT + Duration::from_secs(5),
+        consumer.close(),
+    )
+    .await
+    .expect("close did not return within its bound")
+    .unwrap();
+    assert!(started.elapsed() <= crate::CLOSE_TIMEOUT + Duration::from_secs(2));
+    let err = consumer.recv().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed);
+}

@@ -1,12 +1,12 @@
 //! The benchmark workload through the evhub API (any backend).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use evhub::{Backend, ConsumerOptions, Event, HubOptions, InitialPosition, Producer};
 use tokio::task::JoinSet;
 
-use super::stats::{decode, now_micros, payload, share, Clock, Latencies, RunResult};
+use super::stats::{decode, now_micros, payload, share, Clock, Latencies, Phase, RunResult};
 use super::{join_tasks, pacing, within, Workload};
 use crate::progress;
 
@@ -110,13 +110,71 @@ pub async fn run(
     for producer in &producers {
         producer.close().await?;
     }
+    // The backlog again, through a second member (nothing was committed) reading with
+    // `recv_batch`.
+    let batch_group = if backend.capabilities().create_hub {
+        format!("{group}-batch")
+    } else {
+        group.to_owned()
+    };
+    let consume_batch = consume_batch(backend, w, hub, &batch_group).await?;
     Ok(RunResult {
         produce,
         consume,
         join_seconds,
         latencies,
         consume_owned: None,
+        consume_batch: Some(consume_batch),
     })
+}
+
+/// Reads the first `w.events` events of `hub` with `recv_batch`; timed from the first batch.
+async fn consume_batch(
+    backend: &Arc<dyn Backend>,
+    w: &Workload,
+    hub: &str,
+    group: &str,
+) -> evhub::Result<Phase> {
+    let bar = progress::bar(w.events, "evhub consume (recv_batch)");
+    let consumer = backend
+        .consumer(
+            hub,
+            ConsumerOptions::new(group).with_initial_position(InitialPosition::Earliest),
+        )
+        .await?;
+    let wait = Duration::from_secs(1);
+    let first = within(w.phase_timeout, "first batch", async {
+        loop {
+            let batch = consumer.recv_batch(w.recv_batch, wait).await?;
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+        }
+    })
+    .await?;
+    let clock = Clock::start();
+    let first_len = first.len() as u64;
+    let mut read = first_len;
+    drop(first);
+    let consume_rest = async {
+        let mut bytes = 0u64;
+        while read < w.events {
+            let batch = consumer.recv_batch(w.recv_batch, wait).await?;
+            for event in &batch {
+                std::hint::black_box(decode(&event.payload));
+                bytes += event.payload.len() as u64;
+            }
+            read += batch.len() as u64;
+            bar.inc(batch.len() as u64);
+        }
+        Ok(bytes)
+    };
+    let bytes = within(w.phase_timeout, "recv_batch consume phase", consume_rest).await?;
+    // The first batch (it includes the group join) is not timed.
+    let phase = clock.phase(read - first_len, bytes);
+    bar.finish_and_clear();
+    consumer.close().await?;
+    Ok(phase)
 }
 
 async fn paced_send(producer: Arc<dyn Producer>, w: Workload) -> evhub::Result<()> {

@@ -19,6 +19,9 @@ use crate::error::{CliError, CliResult};
 use crate::output::table;
 use stats::{Metrics, RunResult, METRICS};
 
+/// Most events per `recv_batch` call in the batch-consume phase.
+pub const RECV_BATCH: usize = 1000;
+
 /// The workload, identical for evhub and the raw client.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -30,6 +33,8 @@ pub struct Workload {
     pub latency_events: u64,
     pub latency_rate: u64,
     pub phase_timeout: Duration,
+    /// Most events per `recv_batch` call.
+    pub recv_batch: usize,
 }
 
 impl Workload {
@@ -43,6 +48,7 @@ impl Workload {
             latency_events: args.latency_events,
             latency_rate: args.latency_rate,
             phase_timeout: args.phase_timeout,
+            recv_batch: RECV_BATCH,
         }
     }
 
@@ -55,6 +61,7 @@ impl Workload {
             "partitions": self.partitions,
             "latency_events": self.latency_events,
             "latency_rate": self.latency_rate,
+            "recv_batch": self.recv_batch,
         })
     }
 }
@@ -265,6 +272,7 @@ impl Report<'_> {
                         "latency_p50_ms": r.latencies.quantile_ms(0.5),
                         "latency_p99_ms": r.latencies.quantile_ms(0.99),
                         "consume_owned": r.consume_owned,
+                        "consume_batch": r.consume_batch,
                     })
                 })
                 .collect()
@@ -304,9 +312,16 @@ impl Report<'_> {
         let fmt = |v: Option<f64>| v.map_or("-".to_owned(), format_number);
         let rows: Vec<Vec<String>> = METRICS
             .iter()
-            .filter(|(ours, raw, _, _)| {
-                ours == raw || self.raw.is_some_and(|r| r.get(raw).is_some())
+            .enumerate()
+            .filter(|(i, (ours, raw, _, _))| match &self.raw {
+                Some(r) => ours == raw || r.get(raw).is_some(),
+                // Without a raw client each evhub metric once, where it has a value.
+                None => {
+                    self.evhub.get(ours).is_some()
+                        && !METRICS[..*i].iter().any(|(o, ..)| o == ours)
+                }
             })
+            .map(|(_, row)| row)
             .map(|(ours, raw_field, label, higher_better)| {
                 let mut row = vec![(*label).to_owned(), fmt(self.evhub.get(ours))];
                 if let Some(raw) = &self.raw {
@@ -373,6 +388,7 @@ mod tests {
             latency_events: 0,
             latency_rate: 1,
             phase_timeout: Duration::from_secs(1),
+            recv_batch: 10,
         };
         let evhub = Metrics {
             produce_events_per_s: 970.0,

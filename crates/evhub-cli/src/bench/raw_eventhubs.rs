@@ -238,6 +238,7 @@ pub async fn run(raw: &RawEventHubs, w: &Workload, hub: &str) -> evhub::Result<R
         join_seconds,
         latencies,
         consume_owned: None,
+        consume_batch: None,
     })
 }
 

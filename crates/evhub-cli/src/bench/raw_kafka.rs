@@ -175,6 +175,7 @@ pub async fn run(
         join_seconds,
         latencies,
         consume_owned: Some(consume_owned),
+        consume_batch: None,
     })
 }
 
