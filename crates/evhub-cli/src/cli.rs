@@ -105,6 +105,33 @@ in the first 8 payload bytes). MB/s counts payload bytes (1 MB = 10^6 bytes).
 FutureProducer / StreamConsumer for kafka and eventhubs-kafka) and prints evhub/raw ratios
 (higher is better for throughput, lower is better for latency).")]
     Bench(BenchArgs),
+    /// Mirror (or map) a hub into another hub, possibly on another backend: at-least-once,
+    /// per-partition order, retries, optional dead-letter hub; progress on stderr, summary on
+    /// stdout.
+    #[command(after_help = "Examples:
+  evhub pipe --from kafka://127.0.0.1:9092/orders --to eventhubs.toml --group mirror
+  evhub pipe --from kafka://127.0.0.1:9092/orders --to kafka://127.0.0.1:9093 --group mirror \\
+      --dlq orders.dlq --create-hubs --idle 10s
+  evhub pipe --from prod.toml --from-hub orders --to memory:// --group audit \\
+      --map 'id=.order.id,total=.amount,first=.items[0].sku'
+
+--from/--to take a URL or a config file (TOML/JSON). The source is read as consumer group
+--group: a source checkpoint is committed only after the sink acknowledged the event, so a
+restarted pipe continues where it stopped (events in flight at a crash are sent again).
+Retriable errors are retried with backoff (--max-attempts); events that still fail go to
+--dlq (on the --to backend) with reason headers, or stop the pipe (exit 1) without it.
+Ctrl-C / SIGTERM drain in-flight events, commit and leave the group (exit 0).")]
+    Pipe(PipeArgs),
+    /// Inspect a dead-letter hub (--hub) or replay its events into their source hub.
+    #[command(after_help = "Examples:
+  evhub --url kafka://127.0.0.1:9092 dlq --hub orders.dlq list
+  evhub --url kafka://127.0.0.1:9092 dlq --hub orders.dlq list --json
+  evhub --url kafka://127.0.0.1:9092 dlq --hub orders.dlq replay --reason retries-exhausted
+
+Replay reads the dead-letter hub as consumer group --group (resumable), strips the evhub.dlq.*
+headers and sends each event, byte-exact otherwise, to the hub named in its
+evhub.dlq.source.hub header (or --to-hub), on the same backend or --to.")]
+    Dlq(DlqArgs),
 }
 
 /// `evhub produce`.
@@ -264,6 +291,109 @@ pub struct BenchArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
     pub phase_timeout: Duration,
     /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `evhub pipe`.
+#[derive(Debug, Args)]
+pub struct PipeArgs {
+    /// Source backend: URL (`kafka://127.0.0.1:9092/orders`) or config file.
+    #[arg(long, value_name = "CONFIG|URL")]
+    pub from: String,
+    /// Sink backend: URL or config file.
+    #[arg(long, value_name = "CONFIG|URL")]
+    pub to: String,
+    /// Source hub; default the hub named in --from.
+    #[arg(long, value_name = "NAME")]
+    pub from_hub: Option<String>,
+    /// Sink hub; default the hub named in --to, else the source hub's name.
+    #[arg(long, value_name = "NAME")]
+    pub to_hub: Option<String>,
+    /// Consumer group on the source (where the pipe resumes after a restart).
+    #[arg(long)]
+    pub group: String,
+    /// Dead-letter hub on the --to backend; without it a failing event stops the pipe.
+    #[arg(long, value_name = "HUB")]
+    pub dlq: Option<String>,
+    /// JSON field mapping `out=.path,...` (`.`, `.a.b`, `.items[0]`), or `none`: unchanged.
+    #[arg(long, value_name = "MAPPING", default_value = "none")]
+    pub map: String,
+    /// Where source partitions without a checkpoint start: earliest or latest.
+    #[arg(long, value_name = "POSITION", default_value = "earliest")]
+    pub start: evhub::InitialPosition,
+    /// Keep partition numbers (the sink needs at least as many partitions).
+    #[arg(long)]
+    pub keep_partitions: bool,
+    /// Create the sink hub (and --dlq) with the source's partition count when missing.
+    #[arg(long)]
+    pub create_hubs: bool,
+    /// Attempts per event for retriable errors, the first included.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+    /// Most source events in flight (backpressure).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_in_flight: usize,
+    /// Events per partition batch (one send_batch to the sink).
+    #[arg(long, default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub batch: usize,
+    /// Stop after this many source events are settled.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop when nothing arrived for this long (e.g. `10s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle: Option<Duration>,
+    /// Summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `evhub dlq`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// `evhub dlq <action>`.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List dead-letter events with their reason headers (to the end offsets seen at start).
+    List {
+        /// At most this many events.
+        #[arg(long)]
+        count: Option<u64>,
+        /// JSON lines (the event as `consume --format json` plus a `dead_letter` object).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead-letter events back to their source hub.
+    Replay(DlqReplayArgs),
+}
+
+/// `evhub dlq replay`.
+#[derive(Debug, Args)]
+pub struct DlqReplayArgs {
+    /// Target backend (URL or config file); default the dead-letter hub's backend.
+    #[arg(long, value_name = "CONFIG|URL")]
+    pub to: Option<String>,
+    /// Target hub for every event, instead of each event's source hub.
+    #[arg(long, value_name = "NAME")]
+    pub to_hub: Option<String>,
+    /// Consumer group on the dead-letter hub (replay resumes where it stopped).
+    #[arg(long, default_value = "evhub-dlq-replay")]
+    pub group: String,
+    /// Only events with this reason: rejected, non-retriable or retries-exhausted.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop when nothing arrived for this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub idle: Duration,
+    /// Summary as JSON.
     #[arg(long)]
     pub json: bool,
 }

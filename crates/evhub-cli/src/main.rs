@@ -7,9 +7,11 @@ mod bench;
 mod check;
 mod cli;
 mod consume;
+mod dlq;
 mod error;
 mod hubs;
 mod output;
+mod pipe;
 mod produce;
 mod progress;
 mod target;
@@ -93,6 +95,10 @@ async fn run(cli: &Cli, secrets: &mut Vec<String>) -> CliResult {
             return Ok(());
         }
     }
+    // `pipe` names its two backends itself (--from, --to).
+    if let Command::Pipe(args) = &cli.command {
+        return pipe::run(args, secrets).await;
+    }
     let config = target::load_config(cli)?;
     secrets.extend(target::config_secrets(&config));
     let hub = target::connect(&config).await?;
@@ -108,5 +114,10 @@ async fn run(cli: &Cli, secrets: &mut Vec<String>) -> CliResult {
         Command::Hubs(args) => hubs::run(cli, &config, &hub, args).await,
         Command::Check(args) => check::run(&config, &hub, args).await,
         Command::Bench(args) => bench::run(cli, &config, &hub, args).await,
+        Command::Pipe(args) => pipe::run(args, secrets).await,
+        Command::Dlq(args) => {
+            let name = target::hub_name(cli, &config)?;
+            dlq::run(&hub, &name, args, secrets).await
+        }
     }
 }
