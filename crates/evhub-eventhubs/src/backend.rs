@@ -1,5 +1,6 @@
 //! [`EventHubsBackend`]: the `eventhubs` backend behind [`evhub_core::Backend`].
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,13 +14,14 @@ use evhub_core::{
 
 use crate::checkpoint::open_checkpoint_store;
 use crate::connector::Connector;
+use crate::consumer::options::ProcessorOptions;
 use crate::consumer::EventHubsConsumer;
 use crate::error::from_hubs;
 use crate::producer::EventHubsProducer;
 use crate::reader::EventHubsReader;
 
-/// Largest event of the Standard tier (1 MiB); the producer enforces the sender link's own
-/// advertised limit, which is larger on Premium and Dedicated.
+/// Largest event of the Standard tier (1 MiB): the capability reported until a producer has
+/// read its sender link's own limit (larger on Premium and Dedicated), which producers enforce.
 pub const STANDARD_MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// A connection to an Event Hubs namespace over AMQP.
@@ -31,6 +33,9 @@ pub struct EventHubsBackend {
     connector: Connector,
     store: Arc<dyn CheckpointStore>,
     initial_position: InitialPosition,
+    processor: ProcessorOptions,
+    /// The limit producers enforce: the last sender link's advertised maximum message size.
+    max_event_bytes: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for EventHubsBackend {
@@ -38,6 +43,7 @@ impl std::fmt::Debug for EventHubsBackend {
         f.debug_struct("EventHubsBackend")
             .field("connector", &self.connector)
             .field("initial_position", &self.initial_position)
+            .field("processor", &self.processor)
             .finish_non_exhaustive()
     }
 }
@@ -47,6 +53,7 @@ impl EventHubsBackend {
     /// opened per producer, consumer and reader, so this fails only on invalid configuration.
     pub async fn connect(config: &EventHubsConfig) -> Result<Self> {
         let connector = Connector::from_config(config)?;
+        let processor = ProcessorOptions::from_config(config)?;
         let store = open_checkpoint_store(
             config.checkpoint_store.as_deref(),
             &config.checkpoint_store_options,
@@ -55,6 +62,8 @@ impl EventHubsBackend {
             connector,
             store,
             initial_position: config.initial_position,
+            processor,
+            max_event_bytes: Arc::new(AtomicUsize::new(STANDARD_MAX_EVENT_BYTES)),
         })
     }
 
@@ -76,8 +85,11 @@ impl Backend for EventHubsBackend {
         "eventhubs"
     }
 
+    /// `max_event_size` is what producers enforce: the maximum message size the namespace's
+    /// sender link advertised to the last producer opened (1 MiB, the Standard tier's, before
+    /// any producer).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::minimal(STANDARD_MAX_EVENT_BYTES)
+        Capabilities::minimal(self.max_event_bytes.load(Ordering::Relaxed))
             .with_partition_reader(true)
             .with_seek_by_time(true)
             .with_headers(true)
@@ -87,7 +99,7 @@ impl Backend for EventHubsBackend {
 
     async fn producer(&self, hub: &str) -> Result<Arc<dyn Producer>> {
         Ok(Arc::new(
-            EventHubsProducer::open(self.connector.clone(), hub).await?,
+            EventHubsProducer::open(self.connector.clone(), hub, &self.max_event_bytes).await?,
         ))
     }
 
@@ -100,6 +112,7 @@ impl Backend for EventHubsBackend {
                 hub,
                 &options.group,
                 initial,
+                &self.processor,
             )
             .await?,
         ))

@@ -111,7 +111,7 @@ impl Connector {
                 if namespace.is_empty() {
                     return Err(Error::config("`namespace` is empty"));
                 }
-                let credential = crate::credential::from_config(config)?;
+                let credential = evhub_azure::credential(&config.into())?;
                 (namespace, Auth::Credential(credential))
             }
             (None, None) => {

@@ -8,6 +8,8 @@
 use azure_core_amqp::message::{AmqpApplicationProperties, AmqpMessageBody, AmqpMessageProperties};
 use azure_core_amqp::{AmqpMessage, AmqpSimpleValue, AmqpSymbol, AmqpTimestamp, AmqpValue};
 use azure_messaging_eventhubs::models::ReceivedEventData;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use evhub_core::{Error, Event, PartitionId, ReceivedEvent, Result};
 
@@ -67,7 +69,7 @@ pub(crate) fn encoded_size(message: &AmqpMessage) -> Result<usize> {
 
 /// Converts a received SDK event.
 pub(crate) fn from_received(
-    hub: &str,
+    hub: &Arc<str>,
     partition: PartitionId,
     data: &ReceivedEventData,
 ) -> Result<ReceivedEvent> {
@@ -90,7 +92,7 @@ pub(crate) fn from_received(
         })
         .unwrap_or_default();
     Ok(ReceivedEvent {
-        hub: hub.into(),
+        hub: hub.clone(),
         partition,
         offset: sequence,
         service_offset: data.offset().clone(),
@@ -178,7 +180,7 @@ mod tests {
             .with_header("empty", Bytes::new())
             .with_header("naïve-名前", "värde");
         let message = to_message(&event).unwrap();
-        let got = from_received("h", 3, &received(with_position(message, 7))).unwrap();
+        let got = from_received(&Arc::from("h"), 3, &received(with_position(message, 7))).unwrap();
         assert_eq!(got.payload, event.payload);
         assert_eq!(got.key, event.key);
         assert_eq!(got.headers, event.headers);
@@ -206,7 +208,7 @@ mod tests {
             .with_application_properties(props)
             .build();
         message.message_annotations = Some(AmqpAnnotations::new());
-        let got = from_received("h", 0, &received(with_position(message, 1))).unwrap();
+        let got = from_received(&Arc::from("h"), 0, &received(with_position(message, 1))).unwrap();
         assert_eq!(&got.payload[..], b"body text");
         assert_eq!(got.header("s").map(|v| &v[..]), Some(&b"text"[..]));
         assert_eq!(got.header("n").map(|v| &v[..]), Some(&b"42"[..]));
@@ -216,7 +218,7 @@ mod tests {
     #[test]
     fn missing_sequence_number_is_a_protocol_error() {
         let message = AmqpMessage::builder().with_body(vec![1u8]).build();
-        let e = from_received("h", 0, &received(message)).unwrap_err();
+        let e = from_received(&Arc::from("h"), 0, &received(message)).unwrap_err();
         assert_eq!(e.kind(), evhub_core::ErrorKind::Protocol);
     }
 }

@@ -27,7 +27,8 @@
 //!
 //! Authentication comes from [`evhub_core::config::EventHubsConfig`]: a connection string with
 //! a SAS key or a SAS token, or `namespace` + an Azure AD `credential` (`default`,
-//! `client-secret`, `managed-identity`, `azure-cli`). `UseDevelopmentEmulator=true` or
+//! `client-secret`, `managed-identity`, `azure-cli`; the chain shared with `eventhubs-kafka`,
+//! see `evhub_azure`). `UseDevelopmentEmulator=true` or
 //! `custom_endpoint` connect with plain AMQP to the given host and port.
 
 mod backend;
@@ -35,7 +36,6 @@ pub mod checkpoint;
 mod connector;
 mod consumer;
 mod convert;
-mod credential;
 mod error;
 mod producer;
 mod reader;

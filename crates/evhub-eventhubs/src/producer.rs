@@ -39,7 +39,12 @@ impl std::fmt::Debug for EventHubsProducer {
 
 impl EventHubsProducer {
     /// Opens the connection and the hub's sender link, and reads the link's maximum message size.
-    pub(crate) async fn open(connector: Connector, hub: &str) -> Result<Self> {
+    pub(crate) async fn open(
+        connector: Connector,
+        hub: &str,
+        enforced: &std::sync::atomic::AtomicUsize,
+    ) -> Result<Self> {
+        evhub_core::group::validate_hub_name(hub)?;
         let client = connector.producer(hub).await?;
         // The service accepts a sender attach for a missing hub and detaches it right after,
         // which the SDK retries as a transient link loss; ask the management node instead so a
@@ -61,6 +66,8 @@ impl EventHubsProducer {
                 link_max_size(&client, hub),
             )
             .await?;
+        // The backend's capability reports what producers enforce.
+        enforced.store(max_message_size, std::sync::atomic::Ordering::Relaxed);
         Ok(Self {
             hub: hub.to_owned(),
             client: Mutex::new(Some(Arc::new(client))),

@@ -1,6 +1,8 @@
 //! Partition reader: one partition from a start position, outside any load balancing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use azure_messaging_eventhubs::{ConsumerClient, OpenReceiverOptions, StartLocation};
@@ -33,11 +35,13 @@ pub(crate) fn sdk_start(start: &StartPosition) -> azure_messaging_eventhubs::Sta
 
 /// Reads one partition through its own AMQP connection.
 pub struct EventHubsReader {
-    hub: String,
+    hub: Arc<str>,
     partition: PartitionId,
     events: Mutex<mpsc::Receiver<Result<ReceivedEvent>>>,
     stop: watch::Sender<bool>,
     closed: AtomicBool,
+    /// An error met while filling a batch, reported by the next call.
+    kept_error: std::sync::Mutex<Option<Error>>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -58,6 +62,7 @@ impl EventHubsReader {
         partition: PartitionId,
         start: &StartPosition,
     ) -> Result<Self> {
+        evhub_core::group::validate_hub_name(hub)?;
         let client = connector.consumer(hub, group).await?;
         // Fails early with NotFound for a missing hub or partition.
         let probe = async {
@@ -81,29 +86,44 @@ impl EventHubsReader {
             .map_err(|e| from_hubs(&format!("reading hub `{hub}` partition {partition}"), e))?;
         let (tx, rx) = mpsc::channel(BUFFER);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(pump(
-            client,
-            receiver,
-            hub.to_owned(),
-            partition,
-            tx,
-            stop_rx,
-        ));
+        let hub: Arc<str> = Arc::from(hub);
+        let task = tokio::spawn(pump(client, receiver, hub.clone(), partition, tx, stop_rx));
         Ok(Self {
-            hub: hub.to_owned(),
+            hub,
             partition,
             events: Mutex::new(rx),
             stop,
             closed: AtomicBool::new(false),
+            kept_error: std::sync::Mutex::new(None),
             task: std::sync::Mutex::new(Some(task)),
         })
+    }
+}
+
+impl EventHubsReader {
+    fn take_kept_error(&self) -> Option<Error> {
+        self.kept_error.lock().ok().and_then(|mut e| e.take())
+    }
+
+    /// Why the channel ended: closed by the application, or the receiver stopped.
+    fn stopped(&self) -> Error {
+        if self.closed.load(Ordering::Acquire) {
+            return Error::closed("partition reader");
+        }
+        Error::new(
+            evhub_core::ErrorKind::Unavailable,
+            format!(
+                "receiver of hub `{}` partition {} stopped",
+                self.hub, self.partition
+            ),
+        )
     }
 }
 
 async fn pump(
     client: ConsumerClient,
     receiver: azure_messaging_eventhubs::EventReceiver,
-    hub: String,
+    hub: Arc<str>,
     partition: PartitionId,
     tx: mpsc::Sender<Result<ReceivedEvent>>,
     mut stop: watch::Receiver<bool>,
@@ -148,6 +168,9 @@ impl PartitionReader for EventHubsReader {
             return Err(Error::closed("partition reader"));
         }
         let mut events = self.events.lock().await;
+        if let Some(error) = self.take_kept_error() {
+            return Err(error);
+        }
         match events.recv().await {
             Some(Ok(event)) => {
                 let _span =
@@ -156,15 +179,49 @@ impl PartitionReader for EventHubsReader {
                 Ok(event)
             }
             Some(Err(e)) => Err(e),
-            None if self.closed.load(Ordering::Acquire) => Err(Error::closed("partition reader")),
-            None => Err(Error::new(
-                evhub_core::ErrorKind::Unavailable,
-                format!(
-                    "receiver of hub `{}` partition {} stopped",
-                    self.hub, self.partition
-                ),
-            )),
+            None => Err(self.stopped()),
         }
+    }
+
+    /// Hands over what the receiver already fetched: waits at most `wait` for the first event,
+    /// then takes what is buffered without waiting. An error after some events is the next
+    /// call's answer (the channel keeps it).
+    async fn recv_batch(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedEvent>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let Ok(mut events) = tokio::time::timeout_at(deadline, self.events.lock()).await else {
+            return Ok(Vec::new());
+        };
+        if let Some(error) = self.take_kept_error() {
+            return Err(error);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::closed("partition reader"));
+        }
+        let first = match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(Vec::new()),
+            Ok(None) => return Err(self.stopped()),
+            Ok(Some(item)) => item?,
+        };
+        let _span =
+            receive_span("eventhubs", &self.hub, None, first.partition, first.offset).entered();
+        let mut batch = Vec::with_capacity(max.min(BUFFER));
+        batch.push(first);
+        while batch.len() < max {
+            match events.try_recv() {
+                Ok(Ok(event)) => batch.push(event),
+                Ok(Err(error)) => {
+                    if let Ok(mut kept) = self.kept_error.lock() {
+                        *kept = Some(error);
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
     }
 
     async fn close(&self) -> Result<()> {

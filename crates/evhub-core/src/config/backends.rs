@@ -285,7 +285,9 @@ impl fmt::Debug for KafkaConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AzureCredentialKind {
-    /// `DefaultAzureCredential`-style chain (environment, managed identity, Azure CLI).
+    /// `DefaultAzureCredential`-style chain (environment service principal, workload identity,
+    /// managed identity, Azure CLI); also what an unset `credential` means. Both Event Hubs
+    /// backends build it with `evhub_azure`.
     Default,
     /// Service principal with `tenant_id`, `client_id`, `client_secret`.
     ClientSecret,
@@ -434,11 +436,55 @@ pub struct EventHubsConfig {
     /// Upper bound for one operation, in ms. Default 60 000.
     #[serde(default = "EventHubsConfig::default_operation_timeout_ms")]
     pub operation_timeout_ms: u64,
+    /// How often a consumer-group member balances partitions and renews its ownership claims,
+    /// in ms (Microsoft's processors: `load_balancing_interval`). Default 10 000.
+    #[serde(default = "EventHubsConfig::default_load_balancing_interval_ms")]
+    pub load_balancing_interval_ms: u64,
+    /// When an ownership claim not renewed for this long counts as abandoned, in ms
+    /// (`partition_ownership_expiration_interval`). Default 60 000.
+    #[serde(default = "EventHubsConfig::default_partition_ownership_expiration_interval_ms")]
+    pub partition_ownership_expiration_interval_ms: u64,
+    /// `greedy` claims every partition it may at once; `balanced` one per interval
+    /// (`load_balancing_strategy`). Default `greedy`, like Microsoft's Python processor.
+    #[serde(default)]
+    pub load_balancing_strategy: LoadBalancingStrategy,
+    /// Events each partition receiver fetches ahead (`prefetch_count`). Default 300.
+    #[serde(default = "EventHubsConfig::default_prefetch_count")]
+    pub prefetch_count: u32,
+    /// Start position per partition id for partitions without a checkpoint
+    /// (`starting_position` per partition): `earliest`, `latest`, `sequence:<n>` (inclusive),
+    /// `offset:<service offset>` (exclusive, like Microsoft's processors) or
+    /// `time:<RFC 3339>`. Partitions not listed use `initial_position`.
+    #[serde(default)]
+    pub start_positions: BTreeMap<String, String>,
+}
+
+/// How a consumer-group member claims partitions (Microsoft's `LoadBalancingStrategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadBalancingStrategy {
+    /// Claim (or steal) every partition needed for a fair share in one pass.
+    #[default]
+    Greedy,
+    /// Claim one partition per load-balancing interval.
+    Balanced,
 }
 
 impl EventHubsConfig {
     fn default_operation_timeout_ms() -> u64 {
         60_000
+    }
+
+    fn default_load_balancing_interval_ms() -> u64 {
+        10_000
+    }
+
+    fn default_partition_ownership_expiration_interval_ms() -> u64 {
+        60_000
+    }
+
+    fn default_prefetch_count() -> u32 {
+        300
     }
 
     /// A config from a connection string, every other key at its default.
@@ -456,6 +502,12 @@ impl EventHubsConfig {
             checkpoint_store_options: BTreeMap::new(),
             initial_position: InitialPosition::default(),
             operation_timeout_ms: Self::default_operation_timeout_ms(),
+            load_balancing_interval_ms: Self::default_load_balancing_interval_ms(),
+            partition_ownership_expiration_interval_ms:
+                Self::default_partition_ownership_expiration_interval_ms(),
+            load_balancing_strategy: LoadBalancingStrategy::default(),
+            prefetch_count: Self::default_prefetch_count(),
+            start_positions: BTreeMap::new(),
         }
     }
 }
@@ -478,6 +530,17 @@ impl fmt::Debug for EventHubsConfig {
             )
             .field("initial_position", &self.initial_position)
             .field("operation_timeout_ms", &self.operation_timeout_ms)
+            .field(
+                "load_balancing_interval_ms",
+                &self.load_balancing_interval_ms,
+            )
+            .field(
+                "partition_ownership_expiration_interval_ms",
+                &self.partition_ownership_expiration_interval_ms,
+            )
+            .field("load_balancing_strategy", &self.load_balancing_strategy)
+            .field("prefetch_count", &self.prefetch_count)
+            .field("start_positions", &self.start_positions)
             .finish()
     }
 }

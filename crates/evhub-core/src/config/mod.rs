@@ -27,7 +27,7 @@ mod sources;
 
 pub use backends::{
     AzureCredentialKind, EventHubsConfig, EventHubsKafkaConfig, HubSpec, KafkaConfig,
-    KafkaSaslMechanism, KafkaSecurityProtocol, MemoryConfig, OverflowPolicy,
+    KafkaSaslMechanism, KafkaSecurityProtocol, LoadBalancingStrategy, MemoryConfig, OverflowPolicy,
 };
 pub use connection_string::{generate_sas_token, sas_signature, EventHubsConnectionString};
 pub use secret::{is_secret_key, Secret};

@@ -168,6 +168,10 @@ impl Config {
                 maps.entry("checkpoint_store_options")
                     .or_default()
                     .insert(name.to_owned(), value);
+            } else if let Some(name) = key.strip_prefix("start_positions.") {
+                maps.entry("start_positions")
+                    .or_default()
+                    .insert(name.to_owned(), value);
             } else {
                 flat.push((key, value));
             }
@@ -194,6 +198,7 @@ impl Config {
                 let mut c = flat_to::<EventHubsConfig>(backend, flat)?;
                 c.checkpoint_store_options
                     .extend(take("checkpoint_store_options")?);
+                c.start_positions.extend(take("start_positions")?);
                 Config::EventHubs(c)
             }
         };

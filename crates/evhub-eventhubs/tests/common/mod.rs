@@ -76,6 +76,7 @@ pub fn config(checkpoint_store: &str) -> EventHubsConfig {
     let mut config = EventHubsConfig::from_connection_string(cs);
     config.checkpoint_store = Some(checkpoint_store.to_owned());
     config.operation_timeout_ms = 30_000;
+    fast_balancing(&mut config);
     config
 }
 
@@ -93,7 +94,16 @@ pub fn direct_config(checkpoint_store: &str) -> EventHubsConfig {
     let mut config = EventHubsConfig::from_connection_string(cs);
     config.checkpoint_store = Some(checkpoint_store.to_owned());
     config.operation_timeout_ms = 30_000;
+    fast_balancing(&mut config);
     config
+}
+
+/// Balancing fast enough for tests (Microsoft's defaults are 10 s / 60 s): members settle
+/// within seconds, a crashed member's claims expire after 20 s.
+pub fn fast_balancing(config: &mut EventHubsConfig) {
+    config.load_balancing_interval_ms = 2_000;
+    config.partition_ownership_expiration_interval_ms = 20_000;
+    config.load_balancing_strategy = evhub_core::config::LoadBalancingStrategy::Greedy;
 }
 
 pub fn create_hub(name: &str, partitions: u32) -> Result<()> {

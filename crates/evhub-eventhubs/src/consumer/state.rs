@@ -1,0 +1,115 @@
+//! State shared by a member's handle and its background tasks, and what the tasks hand to
+//! `recv`.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use evhub_core::{Error, PartitionId, ReceivedEvent};
+
+use super::options::ProcessorOptions;
+use super::store::TrackingStore;
+
+/// What the background tasks send to `recv`.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// An event of `partition`, read while this member held it as acquisition `generation`.
+    Event {
+        partition: PartitionId,
+        generation: u64,
+        event: ReceivedEvent,
+    },
+    /// Reading one partition failed in a way a retry will not fix (the error names the
+    /// partition); the partition is released and `recv` reports the error once.
+    PartitionFailed(Error),
+    /// The group cannot make progress for now (store or service unreachable for longer than an
+    /// ownership expiry); reported once by `recv`, the member keeps retrying.
+    Stalled(Error),
+    /// The member cannot go on (hub deleted, credentials rejected, a corrupt checkpoint or
+    /// ownership record, ...): `recv` reports it now and on every later call.
+    Fatal(Error),
+}
+
+/// One acquisition of a partition by this member.
+#[derive(Debug, Clone)]
+pub(crate) struct Acquired {
+    pub generation: u64,
+    pub at: Instant,
+    /// Wakes the partition's pump when the acquisition is ended by someone else, so it stops
+    /// and closes its client even when no event arrives (the processor then hands the
+    /// partition out again, from the checkpoint, should this member win it back).
+    pub ended: Arc<tokio::sync::Notify>,
+}
+
+/// Partitions currently read by this member. The dispatcher adds an acquisition, its pump
+/// removes it when it ends, and the store wrapper removes it as soon as an ownership listing
+/// (started after the acquisition) names another owner, so no event of a partition taken over
+/// reaches the application, even before this member's next balancing pass.
+pub(crate) type Reading = Arc<Mutex<HashMap<PartitionId, Acquired>>>;
+
+/// State shared by the member handle and its background tasks.
+pub(crate) struct Shared {
+    pub hub: Arc<str>,
+    pub group: String,
+    pub namespace: String,
+    pub options: ProcessorOptions,
+    pub store: Arc<TrackingStore>,
+    /// Partitions currently read by this member, with a generation per acquisition.
+    pub reading: Reading,
+    pub next_generation: AtomicU64,
+}
+
+impl Shared {
+    /// Whether `generation` is still this member's current acquisition of `partition`.
+    pub fn is_current(&self, partition: PartitionId, generation: u64) -> bool {
+        self.reading
+            .lock()
+            .map(|r| {
+                r.get(&partition)
+                    .is_some_and(|a| a.generation == generation)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Partitions currently read.
+    pub fn reading(&self) -> Vec<PartitionId> {
+        self.reading
+            .lock()
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn is_reading(&self, partition: PartitionId) -> bool {
+        self.reading
+            .lock()
+            .map(|r| r.contains_key(&partition))
+            .unwrap_or(false)
+    }
+}
+
+/// An error that ends the member, replayed by every later call (errors are not `Clone`; the
+/// first report keeps the source, later ones repeat kind, flag and message).
+#[derive(Default)]
+pub(crate) struct Sticky(Mutex<Option<(evhub_core::ErrorKind, bool, String)>>);
+
+impl Sticky {
+    pub fn set(&self, error: &Error) {
+        if let Ok(mut slot) = self.0.lock() {
+            slot.get_or_insert_with(|| {
+                (
+                    error.kind(),
+                    error.is_retriable(),
+                    error.message().to_owned(),
+                )
+            });
+        }
+    }
+
+    pub fn get(&self) -> Option<Error> {
+        let slot = self.0.lock().ok()?;
+        slot.as_ref().map(|(kind, retriable, message)| {
+            Error::new(*kind, message.clone()).with_retriable(*retriable)
+        })
+    }
+}
