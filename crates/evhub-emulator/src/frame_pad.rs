@@ -129,7 +129,8 @@ pub(crate) fn list_elements(list: &[u8]) -> Option<(Vec<&[u8]>, usize)> {
         }
         _ => return None,
     };
-    let mut fields = Vec::with_capacity(count);
+    // `count` comes from the wire: every element takes at least one byte.
+    let mut fields = Vec::with_capacity(count.min(elements.len()));
     for _ in 0..count {
         let len = value_len(elements)?;
         fields.push(&elements[..len]);

@@ -1809,7 +1809,12 @@ impl<'de, R: Read<'de>> de::SeqAccess<'de> for DescribedAccess<'_, R> {
                 // list headers
                 if self.counter == 0 {
                     if let StructEncoding::DescribedList = self.de.struct_encoding {
-                        self.field_count += self.consume_list_header()?;
+                        let extra = self.consume_list_header()?;
+                        // A count read from the wire: never overflow (evhub patch).
+                        self.field_count = self
+                            .field_count
+                            .checked_add(extra)
+                            .ok_or(Error::InvalidLength)?;
                     }
                 }
                 result
@@ -1817,7 +1822,7 @@ impl<'de, R: Read<'de>> de::SeqAccess<'de> for DescribedAccess<'_, R> {
             _ => self.de.nested(|de| seed.deserialize(de)).map(Some),
         };
 
-        self.counter += 1;
+        self.counter = self.counter.saturating_add(1);
 
         result
     }
@@ -1849,7 +1854,12 @@ impl<'de, R: Read<'de>> de::MapAccess<'de> for DescribedAccess<'_, R> {
                 let result = self.de.nested(|de| seed.deserialize(de)).map(Some);
                 if self.counter == 0 {
                     if let StructEncoding::DescribedMap = self.de.struct_encoding {
-                        self.field_count += self.consume_map_header()?;
+                        let extra = self.consume_map_header()?;
+                        // A count read from the wire: never overflow (evhub patch).
+                        self.field_count = self
+                            .field_count
+                            .checked_add(extra)
+                            .ok_or(Error::InvalidLength)?;
                     }
                 }
                 result
@@ -1857,7 +1867,7 @@ impl<'de, R: Read<'de>> de::MapAccess<'de> for DescribedAccess<'_, R> {
             _ => self.de.nested(|de| seed.deserialize(de)).map(Some),
         };
 
-        self.counter += 1;
+        self.counter = self.counter.saturating_add(1);
 
         result
     }
@@ -1869,7 +1879,7 @@ impl<'de, R: Read<'de>> de::MapAccess<'de> for DescribedAccess<'_, R> {
         if self.counter >= self.field_count {
             return Err(de::Error::custom("Invalid length. Expecting value"));
         }
-        self.counter += 1;
+        self.counter = self.counter.saturating_add(1);
         self.de.nested(|de| seed.deserialize(de))
     }
 

@@ -67,7 +67,14 @@ impl ChildEmulator {
 
     /// Whether the process still runs.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match self.child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                eprintln!("emulator exited: {status}");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Resident memory in KiB (VmRSS).
