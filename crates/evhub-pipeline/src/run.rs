@@ -202,6 +202,8 @@ impl Coordinator {
             self.finished(done);
         }
         self.commit().await;
+        // Final lag and progress, so the returned snapshot is current.
+        self.report_lag().await;
         self.workers.abort_all();
         while self.workers.join_next().await.is_some() {}
         self.shared.stats.set_in_flight(0);
