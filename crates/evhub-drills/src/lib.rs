@@ -5,6 +5,8 @@
 //! member, a pipeline) in the middle of a stream and prints one line,
 //! `drill <name>: events=N lost=0 duplicates=D recovery_s=S`. Lost must be 0.
 
+pub mod azurite;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;

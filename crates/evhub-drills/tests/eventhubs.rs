@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use evhub::config::EventHubsConfig;
 use evhub::{Backend, CommitTracker, Config, Consumer, ConsumerOptions, Event};
+use evhub_drills::azurite::Azurite;
 use evhub_drills::{
     free_port, recovery_after, skip, workspace_bin, ChildGuard, DrillReport, Processed, Tally,
 };
@@ -84,9 +85,32 @@ async fn member(
     consumer.close().await
 }
 
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eventhubs_emulator_killed_mid_stream() {
-    let name = "eventhubs-emulator-kill";
+async fn eventhubs_emulator_killed_mid_stream_file_checkpoints() {
+    let _serial = SERIAL.lock().await;
+    emulator_kill_drill("eventhubs-emulator-kill-file-checkpoints", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventhubs_emulator_killed_mid_stream_azurite_checkpoints() {
+    let name = "eventhubs-emulator-kill-azurite-checkpoints";
+    let Some(azurite) = Azurite::from_env() else {
+        skip(
+            name,
+            "EVHUB_TEST_AZURITE_* are not set (scripts/azurite.sh start; eval \"$(scripts/azurite.sh env)\")",
+        );
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let container = evhub_drills::unique("checkpoints");
+    azurite.create_container(&container).unwrap();
+    emulator_kill_drill(name, Some((format!("az://{container}/drill"), azurite))).await;
+}
+
+/// The drill; checkpoints in `azure` (an `az://` URL on Azurite) or else a local directory.
+async fn emulator_kill_drill(name: &str, azure: Option<(String, Azurite)>) {
     if workspace_bin("evhub-emulator").is_none() {
         skip(
             name,
@@ -104,7 +128,13 @@ async fn eventhubs_emulator_killed_mid_stream() {
         "Endpoint=sb://127.0.0.1:{port}/;SharedAccessKeyName={KEY_NAME};SharedAccessKey={KEY};EntityPath=drill;UseDevelopmentEmulator=true"
     );
     let mut config = EventHubsConfig::from_connection_string(cs.parse().unwrap());
-    config.checkpoint_store = Some(format!("file://{}", checkpoints.display()));
+    match azure {
+        Some((url, azurite)) => {
+            config.checkpoint_store = Some(url);
+            config.checkpoint_store_options = azurite.store_options();
+        }
+        None => config.checkpoint_store = Some(format!("file://{}", checkpoints.display())),
+    }
     config.operation_timeout_ms = 10_000;
     let config = Config::EventHubs(config);
     let backend: Arc<dyn Backend> = evhub::connect(&config).await.unwrap();
