@@ -299,3 +299,165 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+fn checkpoint(group: &str, partition: &str, offset: &str, seq: i64) -> StoreCheckpoint {
+    StoreCheckpoint {
+        fully_qualified_namespace: NS.into(),
+        event_hub_name: HUB.into(),
+        consumer_group: group.into(),
+        partition_id: partition.into(),
+        offset: Some(offset.into()),
+        sequence_number: Some(seq),
+    }
+}
+
+/// Zero-length objects named and annotated like Microsoft's blob checkpoint stores write them.
+#[tokio::test]
+async fn records_use_microsofts_blob_layout_and_metadata() {
+    use object_store::{Attribute, ObjectStoreExt};
+    let memory = Arc::new(object_store::memory::InMemory::new());
+    let store = ObjectStoreCheckpointStore::new(memory.clone(), "prefix".into());
+    let won = store
+        .claim_ownership(&[ownership("Billing", "0", "member-a", None)])
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    store
+        .update_checkpoint(checkpoint("Billing", "0", "1024", 17))
+        .await
+        .unwrap();
+    let meta = |path: &'static str, key: &'static str| {
+        let memory = memory.clone();
+        async move {
+            let got = memory
+                .get(&path.into())
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(got.meta.size, 0, "{path} is zero-length");
+            got.attributes
+                .get(&Attribute::Metadata(key.into()))
+                .map(|v| v.to_string())
+        }
+    };
+    let group = "prefix/ns.servicebus.windows.net/orders/billing";
+    let ownership_path: &'static str = Box::leak(format!("{group}/ownership/0").into_boxed_str());
+    let checkpoint_path: &'static str = Box::leak(format!("{group}/checkpoint/0").into_boxed_str());
+    assert_eq!(
+        meta(ownership_path, "ownerid").await.as_deref(),
+        Some("member-a")
+    );
+    assert_eq!(
+        meta(checkpoint_path, "offset").await.as_deref(),
+        Some("1024")
+    );
+    assert_eq!(
+        meta(checkpoint_path, "sequencenumber").await.as_deref(),
+        Some("17")
+    );
+    // Released = empty owner id, which Microsoft's processors read as unowned.
+    let mut release = won[0].clone();
+    release.owner_id = None;
+    store.claim_ownership(&[release]).await.unwrap();
+    assert_eq!(meta(ownership_path, "ownerid").await.as_deref(), Some(""));
+    let listed = store.list_ownerships(NS, HUB, "Billing").await.unwrap();
+    assert_eq!(listed[0].owner_id, None);
+}
+
+/// Records of the layout evhub wrote before: checkpoints (JSON bodies) are read and rewritten
+/// in the new layout, old ownership objects are dropped.
+async fn migrates_previous_layout(
+    store: ObjectStoreCheckpointStore,
+    raw: Arc<dyn object_store::ObjectStore>,
+) {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let group = "g-old";
+    let base = format!("{NS}/{HUB}/{group}");
+    raw.put(
+        &format!("{base}/checkpoint/1").as_str().into(),
+        PutPayload::from(r#"{"offset":"4096","sequence_number":41}"#.as_bytes().to_vec()),
+    )
+    .await
+    .unwrap();
+    raw.put(
+        &format!("{base}/ownership/0/00000000000000000003")
+            .as_str()
+            .into(),
+        PutPayload::from(r#"{"owner_id":"old","modified_ms":1}"#.as_bytes().to_vec()),
+    )
+    .await
+    .unwrap();
+    let listed = store.list_checkpoints(NS, HUB, group).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].sequence_number, Some(41));
+    assert_eq!(listed[0].offset.as_deref(), Some("4096"));
+    // Rewritten in the new format: reads the same, and commits go on from there.
+    let again = store.list_checkpoints(NS, HUB, group).await.unwrap();
+    assert_eq!(again[0].sequence_number, Some(41));
+    assert!(store
+        .list_ownerships(NS, HUB, group)
+        .await
+        .unwrap()
+        .is_empty());
+    // The partition whose old ownership was dropped can be claimed in the new layout.
+    let won = store
+        .claim_ownership(&[ownership(group, "0", "new", None)])
+        .await
+        .unwrap();
+    assert_eq!(won.len(), 1);
+    store
+        .update_checkpoint(checkpoint(group, "1", "5000", 50))
+        .await
+        .unwrap();
+    let after = store.list_checkpoints(NS, HUB, group).await.unwrap();
+    assert_eq!(after[0].sequence_number, Some(50));
+}
+
+#[tokio::test]
+async fn previous_layout_is_migrated_on_object_stores() {
+    let memory = Arc::new(object_store::memory::InMemory::new());
+    let store =
+        ObjectStoreCheckpointStore::new(memory.clone(), object_store::path::Path::default());
+    migrates_previous_layout(store, memory).await;
+}
+
+#[tokio::test]
+async fn previous_layout_is_migrated_on_a_local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    // The previous layout was written through object_store's local file system.
+    let raw = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let url = url::Url::from_directory_path(dir.path()).unwrap();
+    let store = open_object_checkpoint_store(Some(url.as_str()), &BTreeMap::new()).unwrap();
+    migrates_previous_layout(store, raw).await;
+}
+
+/// A record the local store cannot read is an error that names it, never an empty answer.
+#[tokio::test]
+async fn corrupt_local_records_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url::Url::from_directory_path(dir.path()).unwrap();
+    let store = open_object_checkpoint_store(Some(url.as_str()), &BTreeMap::new()).unwrap();
+    store
+        .update_checkpoint(checkpoint("g", "0", "1", 1))
+        .await
+        .unwrap();
+    store
+        .claim_ownership(&[ownership("g", "0", "a", None)])
+        .await
+        .unwrap();
+    let base = dir.path().join(NS).join(HUB).join("g");
+    std::fs::write(base.join("checkpoint").join("0"), b"{\"version\":2,\"meta").unwrap();
+    let e = store.list_checkpoints(NS, HUB, "g").await.unwrap_err();
+    assert_eq!(
+        *e.kind(),
+        azure_core::error::ErrorKind::DataConversion,
+        "{e}"
+    );
+    assert!(e.to_string().contains("checkpoint/0"), "{e}");
+    std::fs::write(base.join("ownership").join("0"), b"").unwrap();
+    let e = store.list_ownerships(NS, HUB, "g").await.unwrap_err();
+    assert_eq!(
+        *e.kind(),
+        azure_core::error::ErrorKind::DataConversion,
+        "{e}"
+    );
+}

@@ -8,11 +8,16 @@
 //! | `s3://bucket/prefix`                        | Amazon S3 (or compatible)                  |
 //! | `gs://bucket/prefix`                        | Google Cloud Storage                       |
 //!
+//! Records follow the layout of Microsoft's processors (see [`ObjectStoreCheckpointStore`]),
+//! so evhub members and `EventProcessorClient`s share a consumer group on the same container.
+//! On S3 set `aws_conditional_put = etag` (conditional puts are how claims are decided).
+//!
 //! `checkpoint_store_options` are the `object_store` builder keys of that service (e.g.
 //! `azure_storage_account_name`, `azure_storage_account_key`, `azure_storage_endpoint`,
 //! `aws_region`, `google_service_account`); an unknown key is a config error naming it.
 
 mod object;
+mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
@@ -23,7 +28,7 @@ use evhub_core::{Error, Result};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreScheme};
 
-pub use object::ObjectStoreCheckpointStore;
+pub use object::{ObjectStoreCheckpointStore, OFFSET, OWNER_ID, SEQUENCE_NUMBER};
 
 /// Opens the checkpoint store `url` names with builder `options`.
 pub fn open_checkpoint_store(
@@ -71,12 +76,9 @@ pub fn open_object_checkpoint_store(
                 ))
                 .with_source(e)
             })?;
-            let fs = object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                .map_err(|e| store_config_error(url, e))?;
-            return Ok(ObjectStoreCheckpointStore::new(
-                Arc::new(fs),
-                Path::default(),
-            ));
+            // A directory of files, fsynced (object_store's local store has neither metadata
+            // nor conditional updates).
+            return Ok(ObjectStoreCheckpointStore::local(dir));
         }
         ObjectStoreScheme::Memory => process_memory_store(url),
         ObjectStoreScheme::MicrosoftAzure => {

@@ -1,96 +1,100 @@
-//! A [`CheckpointStore`] on Apache `object_store`: Azure Blob, S3, GCS, a local directory or
-//! memory.
+//! A [`CheckpointStore`] in the layout Microsoft's Event Hubs processors share (.NET, Java,
+//! Python, JavaScript and the Rust SDK's blob store), on any object store or a local directory.
 //!
-//! Layout under the store prefix (names lowercased like the Azure SDK blob store does):
+//! Under the store prefix, names lowercased like Microsoft's blob stores do:
 //!
 //! ```text
-//! <namespace>/<hub>/<group>/checkpoint/<partition>             {"offset":..,"sequence_number":..}
-//! <namespace>/<hub>/<group>/ownership/<partition>/<version>    {"owner_id":..,"modified_ms":..}
+//! <namespace>/<hub>/<group>/checkpoint/<partition>   metadata: offset, sequencenumber
+//! <namespace>/<hub>/<group>/ownership/<partition>    metadata: ownerid ("" = released)
 //! ```
 //!
-//! Ownership claims are compare-and-swap on a version number: a claim that saw version `v`
-//! (its ETag) creates object `v + 1` with create-if-absent, so of two claims on the same version
-//! exactly one wins, on every store that supports `PutMode::Create` (the local file system does
-//! not support `PutMode::Update`, which is why the version lives in the name). A winner then
-//! checks that its version is the newest, which also rejects claims from very stale ETags whose
-//! version object was already garbage-collected, and deletes versions older than the one it
-//! replaced.
+//! Records are zero-length objects whose user metadata carries the values; a claim is a
+//! conditional write on the record's ETag (`If-Match`), or create-if-absent for a partition
+//! never claimed, so of two claims on the same version exactly one wins — between evhub
+//! members and Microsoft processors alike. On `file://` each record is a file holding its
+//! metadata and version as JSON (see [`LocalRecords`](super::records::LocalRecords)).
+//!
+//! Migration from the layout evhub wrote before (checkpoint objects with a JSON body
+//! `{"offset","sequence_number"}`, ownership as `ownership/<partition>/<version>` objects):
+//! a checkpoint in the old format is read and rewritten in the new one the first time a
+//! member lists the group's checkpoints; old ownership objects are deleted when listed (claims
+//! are short-lived; members of the old version must be stopped before the new ones start).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use azure_core::error::ErrorKind as AzureKind;
 use azure_core::http::Etag;
 use azure_core::time::OffsetDateTime;
 use azure_messaging_eventhubs::models::{Checkpoint, Ownership};
 use azure_messaging_eventhubs::CheckpointStore;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use serde::{Deserialize, Serialize};
+use object_store::ObjectStore;
+use serde::Deserialize;
 
-/// Checkpoints and ownership records in an object store.
+use super::records::{
+    data_error, Condition, LocalRecords, ObjectRecords, Record, Records, Written,
+};
+
+/// Metadata names of Microsoft's blob checkpoint stores.
+pub const OFFSET: &str = "offset";
+/// Sequence number of the checkpointed event.
+pub const SEQUENCE_NUMBER: &str = "sequencenumber";
+/// Owner of a partition; empty when released.
+pub const OWNER_ID: &str = "ownerid";
+
+/// How many records are read at once when listing.
+const READ_CONCURRENCY: usize = 16;
+
+/// Checkpoints and ownership records in Microsoft's processor layout.
 #[derive(Clone)]
 pub struct ObjectStoreCheckpointStore {
-    store: Arc<dyn ObjectStore>,
+    records: Arc<dyn Records>,
     prefix: Path,
+    describe: String,
 }
 
 impl std::fmt::Debug for ObjectStoreCheckpointStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObjectStoreCheckpointStore")
-            .field("store", &self.store.to_string())
+            .field("store", &self.describe)
             .field("prefix", &self.prefix.as_ref())
             .finish()
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct CheckpointRecord {
+/// A checkpoint of the previous evhub layout (JSON body).
+#[derive(Debug, Deserialize)]
+struct OldCheckpoint {
     offset: Option<String>,
     sequence_number: Option<i64>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct OwnershipRecord {
-    owner_id: Option<String>,
-    modified_ms: u64,
-}
-
-fn store_error(what: &str, e: object_store::Error) -> azure_core::Error {
-    let kind = match &e {
-        object_store::Error::NotFound { .. } => AzureKind::Other,
-        object_store::Error::Unauthenticated { .. }
-        | object_store::Error::PermissionDenied { .. } => AzureKind::Credential,
-        _ => AzureKind::Io,
-    };
-    azure_core::Error::with_error(kind, e, format!("checkpoint store: {what}"))
-}
-
-fn data_error(what: String) -> azure_core::Error {
-    azure_core::Error::with_message(AzureKind::DataConversion, what)
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn to_offset_time(ms: u64) -> Option<OffsetDateTime> {
-    Some(OffsetDateTime::from(UNIX_EPOCH + Duration::from_millis(ms)))
-}
-
-fn version_name(version: u64) -> String {
-    format!("{version:020}")
+fn to_offset_time(at: std::time::SystemTime) -> OffsetDateTime {
+    OffsetDateTime::from(at)
 }
 
 impl ObjectStoreCheckpointStore {
-    /// A store keeping records under `prefix` of `store`.
+    /// A store keeping records under `prefix` of `store` (metadata and conditional puts as the
+    /// store implements them: Azure Blob, S3 with conditional puts, GCS, memory).
     pub fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> Self {
-        Self { store, prefix }
+        let describe = store.to_string();
+        Self {
+            records: Arc::new(ObjectRecords::new(store)),
+            prefix,
+            describe,
+        }
+    }
+
+    /// A store keeping records as files under `dir` (fsynced, see the module docs).
+    pub fn local(dir: std::path::PathBuf) -> Self {
+        let describe = format!("LocalRecords({})", dir.display());
+        Self {
+            records: Arc::new(LocalRecords::new(dir)),
+            prefix: Path::default(),
+            describe,
+        }
     }
 
     fn group_path(&self, namespace: &str, hub: &str, group: &str) -> Path {
@@ -101,98 +105,121 @@ impl ObjectStoreCheckpointStore {
             .join(group.to_ascii_lowercase())
     }
 
-    fn ownership_dir(&self, o: &Ownership) -> Path {
+    fn ownership_path(&self, o: &Ownership) -> Path {
         self.group_path(
             &o.fully_qualified_namespace,
             &o.event_hub_name,
             &o.consumer_group,
         )
         .join("ownership")
-        .join(o.partition_id.as_str())
+        .join(o.partition_id.to_ascii_lowercase())
     }
 
-    /// Versions of one partition's ownership record, ascending.
-    async fn versions(&self, dir: &Path) -> azure_core::Result<Vec<u64>> {
-        let metas: Vec<_> = self
-            .store
-            .list(Some(dir))
-            .try_collect()
-            .await
-            .map_err(|e| store_error("listing ownership versions", e))?;
-        let mut versions: Vec<u64> = metas
-            .iter()
-            .filter_map(|m| m.location.filename().and_then(|f| f.parse().ok()))
-            .collect();
-        versions.sort_unstable();
-        Ok(versions)
-    }
-
-    async fn read_json<T: for<'de> Deserialize<'de>>(
-        &self,
-        path: &Path,
-    ) -> azure_core::Result<Option<T>> {
-        match self.store.get(path).await {
-            Ok(result) => {
-                let bytes = result
-                    .bytes()
-                    .await
-                    .map_err(|e| store_error("reading a record", e))?;
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| data_error(format!("checkpoint store record `{path}`: {e}")))
+    /// The records directly under `dir` (partition ids), and deletes objects of the previous
+    /// evhub ownership layout found below it (`<partition>/<version>`).
+    async fn partitions_under(&self, dir: &Path) -> azure_core::Result<Vec<(String, Path)>> {
+        let depth = dir.parts().count();
+        let mut found = Vec::new();
+        for path in self.records.list(dir).await? {
+            let rest: Vec<String> = path
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_owned())
+                .collect();
+            match rest.as_slice() {
+                [partition] => found.push((partition.clone(), path)),
+                [_, version]
+                    if version.len() == 20 && version.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    tracing::debug!(%path, "deleting an ownership object of the previous evhub layout");
+                    let _ = self.records.delete(&path).await;
+                }
+                _ => {}
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(store_error("reading a record", e)),
         }
+        Ok(found)
     }
 
     /// One claim: `Ok(Some)` when won, `Ok(None)` when another claim won.
     async fn claim_one(&self, requested: &Ownership) -> azure_core::Result<Option<Ownership>> {
-        let seen = match &requested.etag {
-            None => 0,
-            Some(etag) => etag.to_string().parse::<u64>().map_err(|_| {
-                data_error(format!("ownership ETag `{etag}` is not a version number"))
-            })?,
+        let owner = requested.owner_id.clone().filter(|o| !o.is_empty());
+        let mut metadata = BTreeMap::new();
+        metadata.insert(OWNER_ID.to_owned(), owner.clone().unwrap_or_default());
+        let condition = match &requested.etag {
+            None => Condition::Absent,
+            Some(etag) => Condition::Matches(etag.to_string()),
         };
-        let next = seen + 1;
-        let dir = self.ownership_dir(requested);
-        let modified_ms = now_ms();
-        let record = OwnershipRecord {
-            owner_id: requested.owner_id.clone().filter(|o| !o.is_empty()),
-            modified_ms,
-        };
-        let body = serde_json::to_vec(&record)
-            .map_err(|e| data_error(format!("encoding ownership: {e}")))?;
-        let put = self
-            .store
-            .put_opts(
-                &dir.clone().join(version_name(next)),
-                PutPayload::from(body),
-                PutOptions::from(PutMode::Create),
-            )
-            .await;
-        match put {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. })
-            | Err(object_store::Error::Precondition { .. }) => return Ok(None),
-            Err(e) => return Err(store_error("claiming ownership", e)),
+        match self
+            .records
+            .put(&self.ownership_path(requested), &metadata, condition)
+            .await?
+        {
+            Written::Conflict => Ok(None),
+            Written::Done {
+                etag,
+                last_modified,
+            } => {
+                let mut won = requested.clone();
+                won.owner_id = owner;
+                won.etag = Some(Etag::from(etag));
+                won.last_modified_time = Some(to_offset_time(last_modified));
+                Ok(Some(won))
+            }
         }
-        let versions = self.versions(&dir).await?;
-        if versions.last() != Some(&next) {
-            return Ok(None);
+    }
+
+    /// Reads a checkpoint record; one of the previous layout is rewritten in the new one.
+    async fn read_checkpoint(
+        &self,
+        path: &Path,
+        record: Record,
+    ) -> azure_core::Result<(Option<String>, Option<i64>)> {
+        if record.metadata.contains_key(SEQUENCE_NUMBER) || record.metadata.contains_key(OFFSET) {
+            let sequence = match record.metadata.get(SEQUENCE_NUMBER) {
+                None => None,
+                Some(text) => Some(text.trim().parse::<i64>().map_err(|_| {
+                    data_error(format!(
+                        "checkpoint record `{path}`: `{SEQUENCE_NUMBER}` is not a number: `{text}`"
+                    ))
+                })?),
+            };
+            let offset = record
+                .metadata
+                .get(OFFSET)
+                .cloned()
+                .filter(|o| !o.is_empty());
+            return Ok((offset, sequence));
         }
-        for old in versions.iter().filter(|v| **v < seen) {
-            // Garbage; a failed delete only leaves an unused object behind.
-            let _ = self
-                .store
-                .delete(&dir.clone().join(version_name(*old)))
-                .await;
+        if record.body.is_empty() {
+            return Err(data_error(format!(
+                "checkpoint record `{path}` has neither `{OFFSET}` nor `{SEQUENCE_NUMBER}` metadata"
+            )));
         }
-        let mut won = requested.clone();
-        won.owner_id = record.owner_id;
-        won.etag = Some(Etag::from(next.to_string()));
-        won.last_modified_time = to_offset_time(modified_ms);
-        Ok(Some(won))
+        let old: OldCheckpoint = serde_json::from_slice(&record.body).map_err(|e| {
+            data_error(format!(
+                "checkpoint record `{path}` is corrupt or truncated ({} bytes): {e}",
+                record.body.len()
+            ))
+        })?;
+        let mut metadata = BTreeMap::new();
+        if let Some(offset) = &old.offset {
+            metadata.insert(OFFSET.to_owned(), offset.clone());
+        }
+        if let Some(sequence) = old.sequence_number {
+            metadata.insert(SEQUENCE_NUMBER.to_owned(), sequence.to_string());
+        }
+        // A concurrent commit wins over the migration (it is newer).
+        match self
+            .records
+            .put(path, &metadata, Condition::Matches(record.etag))
+            .await
+        {
+            Ok(_) => tracing::info!(%path, "checkpoint migrated to Microsoft's processor layout"),
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "migrating a checkpoint failed; read as is")
+            }
+        }
+        Ok((old.offset, old.sequence_number))
     }
 }
 
@@ -230,28 +257,23 @@ impl CheckpointStore for ObjectStoreCheckpointStore {
         let dir = self
             .group_path(namespace, event_hub_name, consumer_group)
             .join("checkpoint");
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| store_error("listing checkpoints", e))?;
-        let reads = metas.into_iter().filter_map(|meta| {
-            let partition = meta.location.filename()?.to_owned();
-            Some(async move {
-                let record: Option<CheckpointRecord> = self.read_json(&meta.location).await?;
-                Ok::<_, azure_core::Error>(record.map(|r| Checkpoint {
-                    fully_qualified_namespace: namespace.to_owned(),
-                    event_hub_name: event_hub_name.to_owned(),
-                    consumer_group: consumer_group.to_owned(),
-                    partition_id: partition,
-                    offset: r.offset,
-                    sequence_number: r.sequence_number,
-                }))
-            })
+        let partitions = self.partitions_under(&dir).await?;
+        let reads = partitions.into_iter().map(|(partition, path)| async move {
+            let Some(record) = self.records.get(&path).await? else {
+                return Ok::<_, azure_core::Error>(None);
+            };
+            let (offset, sequence_number) = self.read_checkpoint(&path, record).await?;
+            Ok(Some(Checkpoint {
+                fully_qualified_namespace: namespace.to_owned(),
+                event_hub_name: event_hub_name.to_owned(),
+                consumer_group: consumer_group.to_owned(),
+                partition_id: partition,
+                offset,
+                sequence_number,
+            }))
         });
         let found: Vec<Option<Checkpoint>> = futures::stream::iter(reads)
-            .buffer_unordered(16)
+            .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
             .await?;
         Ok(found.into_iter().flatten().collect())
@@ -266,45 +288,28 @@ impl CheckpointStore for ObjectStoreCheckpointStore {
         let dir = self
             .group_path(namespace, event_hub_name, consumer_group)
             .join("ownership");
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| store_error("listing ownerships", e))?;
-        // partition -> newest version
-        let mut newest: BTreeMap<String, u64> = BTreeMap::new();
-        for meta in &metas {
-            let parts: Vec<_> = meta.location.parts().collect();
-            let [.., partition, version] = parts.as_slice() else {
-                continue;
+        let partitions = self.partitions_under(&dir).await?;
+        let reads = partitions.into_iter().map(|(partition, path)| async move {
+            let Some(record) = self.records.get(&path).await? else {
+                return Ok::<_, azure_core::Error>(None);
             };
-            let Ok(version) = version.as_ref().parse::<u64>() else {
-                continue;
+            let Some(owner) = record.metadata.get(OWNER_ID) else {
+                return Err(data_error(format!(
+                    "ownership record `{path}` is corrupt or has no `{OWNER_ID}` metadata"
+                )));
             };
-            let entry = newest.entry(partition.as_ref().to_owned()).or_insert(0);
-            *entry = (*entry).max(version);
-        }
-        let reads = newest.into_iter().map(|(partition, version)| {
-            let path = dir
-                .clone()
-                .join(partition.as_str())
-                .join(version_name(version));
-            async move {
-                let record: Option<OwnershipRecord> = self.read_json(&path).await?;
-                Ok::<_, azure_core::Error>(record.map(|r| Ownership {
-                    fully_qualified_namespace: namespace.to_owned(),
-                    event_hub_name: event_hub_name.to_owned(),
-                    consumer_group: consumer_group.to_owned(),
-                    partition_id: partition,
-                    owner_id: r.owner_id,
-                    etag: Some(Etag::from(version.to_string())),
-                    last_modified_time: to_offset_time(r.modified_ms),
-                }))
-            }
+            Ok(Some(Ownership {
+                fully_qualified_namespace: namespace.to_owned(),
+                event_hub_name: event_hub_name.to_owned(),
+                consumer_group: consumer_group.to_owned(),
+                partition_id: partition,
+                owner_id: Some(owner.clone()).filter(|o| !o.is_empty()),
+                etag: Some(Etag::from(record.etag)),
+                last_modified_time: Some(to_offset_time(record.last_modified)),
+            }))
         });
         let found: Vec<Option<Ownership>> = futures::stream::iter(reads)
-            .buffer_unordered(16)
+            .buffer_unordered(READ_CONCURRENCY)
             .try_collect()
             .await?;
         Ok(found.into_iter().flatten().collect())
@@ -321,17 +326,22 @@ impl CheckpointStore for ObjectStoreCheckpointStore {
                 &checkpoint.consumer_group,
             )
             .join("checkpoint")
-            .join(checkpoint.partition_id.as_str());
-        let record = CheckpointRecord {
-            offset: checkpoint.offset,
-            sequence_number: checkpoint.sequence_number,
-        };
-        let body = serde_json::to_vec(&record)
-            .map_err(|e| data_error(format!("encoding checkpoint: {e}")))?;
-        self.store
-            .put(&path, PutPayload::from(body))
+            .join(checkpoint.partition_id.to_ascii_lowercase());
+        let mut metadata = BTreeMap::new();
+        if let Some(offset) = checkpoint.offset {
+            metadata.insert(OFFSET.to_owned(), offset);
+        }
+        if let Some(sequence) = checkpoint.sequence_number {
+            metadata.insert(SEQUENCE_NUMBER.to_owned(), sequence.to_string());
+        }
+        if metadata.is_empty() {
+            return Err(data_error(
+                "checkpoint without offset or sequence number".into(),
+            ));
+        }
+        self.records
+            .put(&path, &metadata, Condition::Any)
             .await
             .map(|_| ())
-            .map_err(|e| store_error("writing a checkpoint", e))
     }
 }

@@ -179,3 +179,56 @@ pub async fn latency_proxy(target: SocketAddr, delay: Duration) -> std::io::Resu
     });
     Ok(addr)
 }
+
+/// A TCP proxy to `target` (with the same small latency as [`latency_proxy`]) that can be
+/// cut: after `cut()`, every proxied connection is dropped and new ones are refused — the
+/// server is gone, as far as the client can tell.
+pub async fn cuttable_proxy(target: SocketAddr) -> std::io::Result<(SocketAddr, Cut)> {
+    let inner = latency_proxy(target, Duration::from_millis(3)).await?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut accept_rx = rx.clone();
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = accept_rx.changed() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((mut client, _)) = accepted else { break };
+            let mut cut = rx.clone();
+            tokio::spawn(async move {
+                let Ok(mut upstream) = TcpStream::connect(inner).await else {
+                    return;
+                };
+                tokio::select! {
+                    _ = cut.changed() => {}
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                }
+            });
+        }
+    });
+    Ok((addr, Cut(tx)))
+}
+
+/// Cuts a [`cuttable_proxy`].
+pub struct Cut(tokio::sync::watch::Sender<bool>);
+
+impl Cut {
+    pub fn cut(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Like [`config`], through `proxy` instead of the shared latency proxy.
+pub fn config_via(proxy: SocketAddr, checkpoint_store: &str) -> EventHubsConfig {
+    let key = emulator().key();
+    let cs = evhub_emulator::connection_string("127.0.0.1", proxy.port(), key, "unused")
+        .parse()
+        .expect("emulator connection string parses");
+    let mut config = EventHubsConfig::from_connection_string(cs);
+    config.checkpoint_store = Some(checkpoint_store.to_owned());
+    config.operation_timeout_ms = 10_000;
+    fast_balancing(&mut config);
+    config
+}
