@@ -60,6 +60,7 @@ macro_rules! __with_case_names {
             batch_never_returns_revoked_partition,
             batch_recv_is_cancel_safe,
             commit_after_rebalance_keeps_loop_running,
+            slow_member_does_not_stall_group,
         }
     };
 }

@@ -109,3 +109,61 @@ pub async fn commit_after_rebalance_keeps_loop_running(h: &dyn Harness) -> CaseR
     b.close().await?;
     Ok(Outcome::Passed)
 }
+
+/// A member that received an event and then stops calling in (a slow application) does not
+/// stall the group: its background work keeps serving rebalances, so a member that joins
+/// receives its share within the harness timeout while the first one is still idle, and the
+/// first one's next receive works.
+pub async fn slow_member_does_not_stall_group(h: &dyn Harness) -> CaseResult {
+    let (backend, hub) = setup(h, "slow-member", 4).await?;
+    let g = group(h, &hub, "slow-member").await?;
+    // Enough events that the slow member's read-ahead fills up while it sleeps.
+    let producer = backend.producer(&hub).await?;
+    for chunk in 0..20 {
+        let events: Vec<Event> = (chunk * 250..(chunk + 1) * 250)
+            .map(|i| Event::new(format!("w{i}")).with_partition(i % 4))
+            .collect();
+        producer.send_batch(events).await?;
+    }
+    let a = join(h, &hub, ConsumerOptions::new(&g)).await?;
+    let first = recv_n(h, &*a, 1).await?;
+    // From here on `a` makes no call at all until `b` received its share (and 2 s more).
+    let b = join(h, &hub, ConsumerOptions::new(&g)).await?;
+    let joined = Instant::now();
+    let mut b_got = Vec::new();
+    while b_got.is_empty() {
+        ensure!(
+            Instant::now() < joined + h.timeout(),
+            "the new member got nothing within {:?} while the first member was idle: the group waits for the slow member",
+            h.timeout()
+        );
+        b_got = b.recv_batch(100, Duration::from_millis(500)).await?;
+    }
+    let b_owned = b.assignment().await?;
+    ensure!(
+        b_got.iter().all(|e| b_owned.contains(&e.partition)),
+        "member b received partitions {:?} outside its assignment {b_owned:?}",
+        b_got.iter().map(|e| e.partition).collect::<HashSet<_>>()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The slow member carries on: its next receive works and never returns b's partitions.
+    let a_next = a.recv_batch(100, h.timeout()).await?;
+    let a_owned = a.assignment().await?;
+    ensure!(
+        a_next.iter().all(|e| a_owned.contains(&e.partition)),
+        "after idling, member a returned events of partitions {:?}, owns {a_owned:?}",
+        a_next.iter().map(|e| e.partition).collect::<HashSet<_>>()
+    );
+    ensure!(
+        a_owned.iter().all(|p| !b_owned.contains(p)) || b.assignment().await? != b_owned,
+        "a and b both own {:?}",
+        a_owned
+            .iter()
+            .filter(|p| b_owned.contains(p))
+            .collect::<Vec<_>>()
+    );
+    drop(first);
+    a.close().await?;
+    b.close().await?;
+    Ok(Outcome::Passed)
+}
