@@ -111,7 +111,7 @@ fn uint_field(field: &[u8]) -> Option<u32> {
 
 /// A boolean field; null or absent means false.
 fn bool_field(field: Option<&&[u8]>) -> bool {
-    matches!(field.map(|f| *f), Some([0x41, ..]) | Some([0x56, 0x01, ..]))
+    matches!(field.copied(), Some([0x41, ..]) | Some([0x56, 0x01, ..]))
 }
 
 impl InboundGuard {

@@ -91,7 +91,7 @@ pub(crate) async fn run_ingest_link(
         let format = delivery.message_format().unwrap_or(0);
         tracing::trace!(hub = %target.hub.name, delivery_id = delivery.delivery_id(), format, "delivery received");
         let (info, message): (DeliveryInfo, OpaqueMessage) = delivery.into_parts();
-        let result = match ingest(message, format, &target, &ctx) {
+        let result = match ingest(message, format, &target, &ctx).await {
             Ok(count) => {
                 tracing::trace!(hub = %target.hub.name, count, "events stored");
                 // Settled later by the settle task (see DISPOSITION_DELAY).
@@ -113,7 +113,7 @@ pub(crate) async fn run_ingest_link(
     let _ = tokio::time::timeout(Duration::from_secs(2), receiver.close()).await;
 }
 
-fn ingest(
+async fn ingest(
     message: OpaqueMessage,
     format: u32,
     target: &SendTarget,
@@ -165,14 +165,32 @@ fn ingest(
             None,
         )
     })?;
-    log.append(events).map_err(|e| {
+    let store_error = |e: crate::error::EmulatorError| {
         tracing::error!(error = %e, "could not store events");
         Error::new(
             AmqpError::InternalError,
             "The event store failed.".to_string(),
             None,
         )
-    })?;
+    };
+    if log.is_persistent() {
+        // Writing (and with fsync `always`, syncing) blocks: keep it off the
+        // async workers so other links keep being served meanwhile.
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || log.append(events))
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "event store task failed");
+                Error::new(
+                    AmqpError::InternalError,
+                    "The event store failed.".to_string(),
+                    None,
+                )
+            })?
+            .map_err(store_error)?;
+    } else {
+        log.append(events).map_err(store_error)?;
+    }
     Ok(count)
 }
 

@@ -2,6 +2,9 @@
 //! refuses deeply nested values instead of overflowing the stack. Without
 //! the patch these tests abort the test process with a stack overflow.
 
+// Tests fail by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use fe2o3_amqp_types::{
     messaging::{message::__private::Deserializable, Body, Message},
     primitives::Value,

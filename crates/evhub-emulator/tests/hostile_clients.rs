@@ -5,6 +5,7 @@
 //!   (this overflowed the stack and aborted the process);
 //! - an endless stream of `more = true` transfer frames for one message (this
 //!   was buffered without limit: 4.8 GiB in 15 s).
+//!
 //! The emulator must close only that connection with the matching AMQP
 //! error, stay alive, keep its memory bounded and serve a normal client.
 

@@ -221,6 +221,11 @@ impl PartitionLog {
         Ok(log)
     }
 
+    /// Whether events go to segment files (appends may block on the disk).
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.dir.is_some()
+    }
+
     fn lock(&self) -> MutexGuard<'_, LogState> {
         // A panic while holding the lock leaves consistent data (appends
         // commit at the end), so a poisoned lock is safe to reuse.

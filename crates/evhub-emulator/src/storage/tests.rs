@@ -252,3 +252,44 @@ fn corruption_in_the_middle_refuses_to_open() {
     // Nothing was truncated: the file is as it was.
     assert_eq!(std::fs::read(&segment).unwrap(), bytes);
 }
+
+/// Measures what each fsync policy costs (single-event appends of 1 KiB,
+/// the worst case for `always`). Run with
+/// `cargo test -p evhub-emulator --release --lib fsync_policy_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check; prints appends/s per policy"]
+fn fsync_policy_cost() {
+    let payload = "x".repeat(1024);
+    let mut rates = Vec::new();
+    for policy in [
+        FsyncPolicy::Always,
+        FsyncPolicy::Interval,
+        FsyncPolicy::Never,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StorageOptions {
+            fsync: policy,
+            fsync_interval: Duration::from_millis(100),
+            ..memory()
+        };
+        let log = PartitionLog::open(Some(dir.path().join("0")), options).unwrap();
+        let count = if policy == FsyncPolicy::Always {
+            500
+        } else {
+            5000
+        };
+        let started = Instant::now();
+        for _ in 0..count {
+            log.append(vec![event(&payload)]).unwrap();
+        }
+        let rate = count as f64 / started.elapsed().as_secs_f64();
+        rates.push((policy, rate));
+    }
+    let never = rates[2].1;
+    for (policy, rate) in &rates {
+        eprintln!(
+            "fsync {policy:?}: {rate:.0} appends/s ({:.3} x never)",
+            rate / never
+        );
+    }
+}
