@@ -87,6 +87,9 @@ cargo fmt --all --check || stage_failed fmt
 say "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings || stage_failed clippy
 
+say "cargo doc (library docs, no broken links; the evhub binary does not overwrite the evhub crate)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet || stage_failed doc
+
 say "building tests"
 cargo test --workspace --all-features --no-run || { stage_failed build; exit 1; }
 
