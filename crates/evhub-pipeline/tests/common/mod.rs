@@ -106,6 +106,11 @@ pub async fn next_uncommitted(h: &dyn Harness, hub: &str, group: &str) -> Vec<Re
         .consumer(hub, ConsumerOptions::new(group))
         .await
         .expect("consumer");
+    // Joining takes a while on some backends: wait for partitions before judging silence.
+    let joined_by = Instant::now() + h.timeout();
+    while consumer.assignment().await.map_or(true, |a| a.is_empty()) && Instant::now() < joined_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut out = Vec::new();
     let deadline = Instant::now() + h.quiet_period() * 3 + Duration::from_secs(2);
     while Instant::now() < deadline {
