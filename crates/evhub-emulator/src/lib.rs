@@ -42,8 +42,12 @@
 //!   time (inclusive/exclusive, `-1`, `@latest`), epoch readers that steal
 //!   with `amqp:link:stolen`, at most 5 plain readers per partition and group,
 //!   credit-based delivery with `x-opt-*` annotations.
-//! - Storage in memory or in append-only files ([`EmulatorBuilder::data_dir`]);
-//!   retention by event count.
+//! - Storage in memory or in checksummed segment files
+//!   ([`EmulatorBuilder::data_dir`]) with a crash-safe recovery and an
+//!   [`FsyncPolicy`]; retention by count, age and bytes; a memory budget.
+//! - Hostile input never takes it down: frame, nesting-depth and reassembly
+//!   limits are checked on raw bytes before decoding, and resources per
+//!   client are bounded ([`Limits`]); see the crate README.
 
 mod address;
 mod attach;

@@ -376,10 +376,36 @@ pub async fn read_all_strings(endpoint: &str, hub: &str, idle: Duration) -> Vec<
     texts
 }
 
+/// A connection and session without any token.
+pub async fn fe2o3_session(
+    endpoint: &str,
+) -> (
+    fe2o3_amqp::connection::ConnectionHandle<()>,
+    fe2o3_amqp::session::SessionHandle<()>,
+) {
+    let mut connection = Connection::builder()
+        .container_id("client")
+        .sasl_profile(fe2o3_amqp::sasl_profile::SaslProfile::Anonymous)
+        .open(endpoint)
+        .await
+        .unwrap();
+    let session = Session::begin(&mut connection).await.unwrap();
+    (connection, session)
+}
+
 /// `$cbs` put-token for `hub` with a token signed by the test key.
 pub async fn put_token(
     session: &mut fe2o3_amqp::session::SessionHandle<()>,
     hub: &str,
+) -> Result<(), String> {
+    put_token_expiring(session, hub, 3600).await
+}
+
+/// `$cbs` put-token for `hub`, valid for `ttl_secs`.
+pub async fn put_token_expiring(
+    session: &mut fe2o3_amqp::session::SessionHandle<()>,
+    hub: &str,
+    ttl_secs: i64,
 ) -> Result<(), String> {
     let mut cbs_sender = Sender::attach(session, "cbs-sender", "$cbs")
         .await
@@ -392,7 +418,7 @@ pub async fn put_token(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-        + 3600;
+        + ttl_secs;
     let token = sas::generate(&resource, &SasKey::new(KEY_NAME, KEY_VALUE), expires);
     let properties = ApplicationProperties::builder()
         .insert("operation", SimpleValue::String("put-token".into()))
