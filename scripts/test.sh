@@ -81,6 +81,9 @@ bash scripts/install-deps.sh || { stage_failed install; exit 1; }
 say "README first command on a bare machine (clean target dir, no cmake)"
 if bash scripts/first-command-check.sh; then echo "1 0 0 0" >>"$SUMMARY"; else echo "0 1 0 0" >>"$SUMMARY"; stage_failed first-command; fi
 
+say "no import cycles inside a crate"
+if python3 scripts/check-imports.py; then echo "1 0 0 0" >>"$SUMMARY"; else echo "0 1 0 0" >>"$SUMMARY"; stage_failed import-cycles; fi
+
 say "cargo fmt --check"
 cargo fmt --all --check || stage_failed fmt
 

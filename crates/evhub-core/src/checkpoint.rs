@@ -13,27 +13,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::consumer::{CommitOutcome, Consumer};
 use crate::error::Result;
+pub use crate::event::Checkpoint;
 use crate::event::{PartitionId, ReceivedEvent};
-
-/// A processed position in one partition of a hub. Serializable, so it can be stored outside evhub.
-///
-/// `offset` is the offset of the last processed event; backends translate it to their own
-/// convention (Kafka commits `offset + 1`) internally.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// Hub (topic) name.
-    pub hub: String,
-    /// Partition.
-    pub partition: PartitionId,
-    /// Offset of the last processed event.
-    pub offset: i64,
-    /// The service's offset string for that event, where the service has one (Event Hubs).
-    pub service_offset: Option<String>,
-}
 
 /// Tracks received and acknowledged events and yields only gap-free checkpoints.
 ///

@@ -8,7 +8,7 @@ use futures::stream::BoxStream;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
+use crate::event::Checkpoint;
 use crate::error::{ErrorKind, Result};
 use crate::event::{PartitionId, ReceivedEvent};
 use crate::position::{InitialPosition, StartPosition};

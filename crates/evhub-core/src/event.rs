@@ -6,8 +6,6 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::Checkpoint;
-
 /// Partition index within a hub (`0..partition_count`).
 pub type PartitionId = u32;
 
@@ -87,6 +85,22 @@ impl Event {
 
 pub(crate) fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a Bytes> {
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// A processed position in one partition of a hub. Serializable, so it can be stored outside evhub.
+///
+/// `offset` is the offset of the last processed event; backends translate it to their own
+/// convention (Kafka commits `offset + 1`) internally.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Hub (topic) name.
+    pub hub: String,
+    /// Partition.
+    pub partition: PartitionId,
+    /// Offset of the last processed event.
+    pub offset: i64,
+    /// The service's offset string for that event, where the service has one (Event Hubs).
+    pub service_offset: Option<String>,
 }
 
 /// Acknowledgement of a published event: where the broker stored it.

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::checkpoint::Checkpoint;
+use crate::event::Checkpoint;
 use crate::consumer::CommitOutcome;
 use crate::error::{Error, Result};
 use crate::event::PartitionId;

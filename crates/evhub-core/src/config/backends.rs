@@ -457,6 +457,12 @@ pub struct EventHubsConfig {
     /// `time:<RFC 3339>`. Partitions not listed use `initial_position`.
     #[serde(default)]
     pub start_positions: BTreeMap<String, String>,
+    /// Namespace written in checkpoint and ownership record names (`<namespace>/<hub>/...`);
+    /// default the connection's host. Set it to share a group with a processor that names the
+    /// namespace differently: Microsoft's Python SDK keeps the port of an emulator endpoint
+    /// (`127.0.0.1:5672`), the other SDKs drop it.
+    #[serde(default)]
+    pub checkpoint_namespace: Option<String>,
 }
 
 /// How a consumer-group member claims partitions (Microsoft's `LoadBalancingStrategy`).
@@ -508,6 +514,7 @@ impl EventHubsConfig {
             load_balancing_strategy: LoadBalancingStrategy::default(),
             prefetch_count: Self::default_prefetch_count(),
             start_positions: BTreeMap::new(),
+            checkpoint_namespace: None,
         }
     }
 }
@@ -541,6 +548,7 @@ impl fmt::Debug for EventHubsConfig {
             .field("load_balancing_strategy", &self.load_balancing_strategy)
             .field("prefetch_count", &self.prefetch_count)
             .field("start_positions", &self.start_positions)
+            .field("checkpoint_namespace", &self.checkpoint_namespace)
             .finish()
     }
 }

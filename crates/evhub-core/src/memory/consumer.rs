@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::checkpoint::Checkpoint;
+use crate::event::Checkpoint;
 use crate::consumer::{CommitOutcome, Consumer, PartitionReader};
 use crate::error::{Error, Result};
 use crate::event::{PartitionId, ReceivedEvent};
