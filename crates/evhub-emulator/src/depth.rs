@@ -51,9 +51,10 @@ pub(crate) struct DepthScanner {
     in_body: bool,
 }
 
-/// Most open compounds followed inside an opaque body section (a bound on
-/// this scanner's own memory: 4 bytes each).
-const MAX_OPAQUE_NESTING: usize = 1 << 20;
+/// Most open compounds followed inside an opaque body section: a bound on
+/// this scanner's own memory (4 bytes each, 256 KiB), far beyond any real
+/// body and beyond what crashes unpatched decoders.
+const MAX_OPAQUE_NESTING: usize = 1 << 16;
 
 fn header_len(code: u8) -> u8 {
     match code {

@@ -13,6 +13,11 @@ const SMALL_ULONG: u8 = 0x53;
 const ULONG: u8 = 0x80;
 const TRANSFER: u8 = 0x14;
 
+/// Most links of one connection with a message in transfer at once (the
+/// session and link limits allow fewer; this bounds the bookkeeping even for
+/// transfers on handles that were never attached).
+const MAX_PARTIAL_MESSAGES: usize = 4096;
+
 /// Limits applied to one connection's incoming frames.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct InboundLimits {
@@ -51,6 +56,8 @@ pub(crate) enum Violation {
     TooDeep(usize),
     /// A multi-frame message grew past the link's limit.
     MessageTooLarge { limit: u64 },
+    /// Too many links with a message in transfer at once.
+    TooManyPartialMessages,
 }
 
 impl Violation {
@@ -69,6 +76,10 @@ impl Violation {
             Self::MessageTooLarge { limit } => (
                 "amqp:link:message-size-exceeded",
                 format!("a message still being transferred exceeds {limit} bytes"),
+            ),
+            Self::TooManyPartialMessages => (
+                "amqp:resource-limit-exceeded",
+                format!("more than {MAX_PARTIAL_MESSAGES} messages in transfer at once"),
             ),
         }
     }
@@ -227,6 +238,9 @@ impl InboundGuard {
         aborted: bool,
     ) -> Result<(), Violation> {
         let max_depth = self.limits.max_depth;
+        if self.partial.len() >= MAX_PARTIAL_MESSAGES && !self.partial.contains_key(&key) {
+            return Err(Violation::TooManyPartialMessages);
+        }
         let partial = self.partial.entry(key).or_insert_with(|| Partial {
             bytes: 0,
             scanner: DepthScanner::for_message(max_depth),
@@ -320,6 +334,22 @@ mod tests {
             guard.scan(&transfer(2, false, &deep[12..])),
             Err(Violation::TooDeep(8))
         );
+    }
+
+    #[test]
+    fn partial_messages_on_many_handles_are_bounded() {
+        let mut guard = InboundGuard::new(limits(1_000_000));
+        let mut result = Ok(());
+        for handle in 0..=MAX_PARTIAL_MESSAGES as u32 {
+            let mut body = vec![0x00, 0x53, 0x14, 0xc0, 0x0b, 0x06, 0x70];
+            body.extend_from_slice(&handle.to_be_bytes());
+            body.extend_from_slice(&[0x43, 0x40, 0x40, 0x40, 0x41, 0x40]);
+            result = guard.scan(&frame(0, &body));
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(Violation::TooManyPartialMessages));
     }
 
     #[test]
