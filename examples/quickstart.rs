@@ -31,12 +31,18 @@ async fn run_member(
         for event in &batch {
             let customer =
                 String::from_utf8_lossy(event.key.as_deref().unwrap_or_default()).into_owned();
-            processed.push((customer, String::from_utf8_lossy(&event.payload).into_owned()));
+            processed.push((
+                customer,
+                String::from_utf8_lossy(&event.payload).into_owned(),
+            ));
             tracker.ack(event); // processing succeeded; a failed event would block its partition
         }
         let summary = tracker.commit_ready(&*consumer).await?;
         if summary.not_owned > 0 {
-            println!("{name}: {} commit(s) skipped, partitions moved", summary.not_owned);
+            println!(
+                "{name}: {} commit(s) skipped, partitions moved",
+                summary.not_owned
+            );
         }
         // Give the other member a chance to join while this one is busy.
         tokio::time::sleep(Duration::from_millis(20)).await;

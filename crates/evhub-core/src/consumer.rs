@@ -8,8 +8,8 @@ use futures::stream::BoxStream;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
-use crate::event::Checkpoint;
 use crate::error::{ErrorKind, Result};
+use crate::event::Checkpoint;
 use crate::event::{PartitionId, ReceivedEvent};
 use crate::position::{InitialPosition, StartPosition};
 

@@ -7,9 +7,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::event::Checkpoint;
 use crate::consumer::CommitOutcome;
 use crate::error::{Error, Result};
+use crate::event::Checkpoint;
 use crate::event::PartitionId;
 
 static COMMITS_SKIPPED: AtomicU64 = AtomicU64::new(0);

@@ -8,9 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::event::Checkpoint;
 use crate::consumer::{CommitOutcome, Consumer, PartitionReader};
 use crate::error::{Error, Result};
+use crate::event::Checkpoint;
 use crate::event::{PartitionId, ReceivedEvent};
 use crate::group;
 use crate::position::{InitialPosition, StartPosition};
