@@ -72,8 +72,10 @@ async fn sigkill_during_write_burst_loses_no_acknowledged_event() {
         // Let the burst run, then kill the process in the middle of it.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         emulator.kill9();
+        // Sends in flight at the kill never get an outcome: stop waiting.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         for writer in writers {
-            let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+            writer.abort();
         }
         let acknowledged = acknowledged.lock().unwrap().clone();
         assert!(
