@@ -89,49 +89,71 @@ impl MemoryConsumer {
         Ok(())
     }
 
-    /// Moves up to `max` ready events into `out`: read-ahead first, then partitions in turn.
+    /// Moves up to `max` ready events into `out`: read-ahead first, then the owned partitions
+    /// in turn (at least [`FETCH_MAX`] events per partition read, the rest kept as read-ahead).
     fn try_next_batch(&self, max: usize, out: &mut Vec<ReceivedEvent>) -> Result<()> {
         let mut st = lock(&self.state);
         self.sync(&mut st)?;
-        let from_buffer = st.buffer.len().min(max);
-        out.extend(st.buffer.drain(..from_buffer));
-        let n = st.partitions.len();
-        let mut i = 0;
-        while out.len() < max && i < n {
-            let idx = (st.next_partition + i) % n;
-            let p = st.partitions[idx];
-            let pos = st.positions.entry(p).or_insert(0);
-            let want = max - out.len();
-            if self.hub.read(p, pos, want, out)? == want {
-                // This partition may hold more: start the next batch after it, for fairness.
-                st.next_partition = idx + 1;
-                return Ok(());
+        let mut tried = 0;
+        while out.len() < max {
+            if !st.buffer.is_empty() {
+                let n = st.buffer.len().min(max - out.len());
+                out.extend(st.buffer.drain(..n));
+                continue;
             }
-            i += 1;
-        }
-        Ok(())
-    }
-
-    fn try_next(&self) -> Result<Option<ReceivedEvent>> {
-        let mut st = lock(&self.state);
-        self.sync(&mut st)?;
-        if let Some(e) = st.buffer.pop_front() {
-            return Ok(Some(e));
-        }
-        let n = st.partitions.len();
-        for i in 0..n {
-            let idx = (st.next_partition + i) % n;
+            let n = st.partitions.len();
+            if tried >= n {
+                break;
+            }
+            let idx = st.next_partition % n;
             let p = st.partitions[idx];
+            let want = FETCH_MAX.max(max - out.len());
             let MemberState {
                 positions, buffer, ..
             } = &mut *st;
             let pos = positions.entry(p).or_insert(0);
-            if self.hub.read(p, pos, FETCH_MAX, buffer)? > 0 {
-                st.next_partition = idx + 1;
-                return Ok(st.buffer.pop_front());
+            if self.hub.read(p, pos, want, buffer)? > 0 {
+                tried = 0;
+            } else {
+                tried += 1;
+            }
+            // Next time start after this partition, for fairness.
+            st.next_partition = idx + 1;
+        }
+        Ok(())
+    }
+
+    /// Waits for up to `max` events until `deadline` (forever without one).
+    async fn next_batch(
+        &self,
+        max: usize,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Vec<ReceivedEvent>> {
+        let mut batch = Vec::new();
+        if max == 0 {
+            return Ok(batch);
+        }
+        loop {
+            self.ensure_open()?;
+            let data = self.hub.data.notified();
+            let changed = self.group.changed.notified();
+            let closed = self.close_notify.notified();
+            tokio::pin!(data, changed, closed);
+            data.as_mut().enable();
+            changed.as_mut().enable();
+            closed.as_mut().enable();
+            self.ensure_open()?;
+            self.try_next_batch(max, &mut batch)?;
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+            tokio::select! {
+                _ = data => {}
+                _ = changed => {}
+                _ = closed => {}
+                _ = until(deadline) => return Ok(batch),
             }
         }
-        Ok(None)
     }
 
     fn ensure_open(&self) -> Result<()> {
@@ -153,62 +175,22 @@ impl Consumer for MemoryConsumer {
     }
 
     async fn recv(&self) -> Result<ReceivedEvent> {
-        loop {
-            self.ensure_open()?;
-            let data = self.hub.data.notified();
-            let changed = self.group.changed.notified();
-            let closed = self.close_notify.notified();
-            tokio::pin!(data, changed, closed);
-            data.as_mut().enable();
-            changed.as_mut().enable();
-            closed.as_mut().enable();
-            self.ensure_open()?;
-            if let Some(event) = self.try_next()? {
-                let _span = telemetry::receive_span(
-                    "memory",
-                    &self.hub.name,
-                    Some(&self.group_name),
-                    event.partition,
-                    event.offset,
-                )
-                .entered();
-                return Ok(event);
-            }
-            tokio::select! {
-                _ = data => {}
-                _ = changed => {}
-                _ = closed => {}
-            }
-        }
+        let event = self.next_batch(1, None).await?.pop();
+        let event = event.ok_or_else(|| Error::closed("consumer"))?;
+        let _span = telemetry::receive_span(
+            "memory",
+            &self.hub.name,
+            Some(&self.group_name),
+            event.partition,
+            event.offset,
+        )
+        .entered();
+        Ok(event)
     }
 
     async fn recv_batch(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedEvent>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut batch = Vec::new();
-        loop {
-            self.ensure_open()?;
-            let data = self.hub.data.notified();
-            let changed = self.group.changed.notified();
-            let closed = self.close_notify.notified();
-            tokio::pin!(data, changed, closed);
-            data.as_mut().enable();
-            changed.as_mut().enable();
-            closed.as_mut().enable();
-            self.ensure_open()?;
-            self.try_next_batch(max, &mut batch)?;
-            if !batch.is_empty() {
-                return Ok(batch);
-            }
-            tokio::select! {
-                _ = data => {}
-                _ = changed => {}
-                _ = closed => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(batch),
-            }
-        }
+        self.next_batch(max, Some(tokio::time::Instant::now() + wait))
+            .await
     }
 
     async fn commit(&self, checkpoint: &Checkpoint) -> Result<CommitOutcome> {
@@ -292,17 +274,16 @@ impl MemoryReader {
     }
 }
 
-#[async_trait]
-impl PartitionReader for MemoryReader {
-    fn hub(&self) -> &str {
-        &self.hub.name
-    }
-
-    fn partition(&self) -> PartitionId {
-        self.partition
-    }
-
-    async fn recv(&self) -> Result<ReceivedEvent> {
+impl MemoryReader {
+    /// Waits for up to `max` events until `deadline` (forever without one).
+    async fn next_batch(
+        &self,
+        max: usize,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Vec<ReceivedEvent>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return Err(Error::closed("partition reader"));
@@ -316,10 +297,11 @@ impl PartitionReader for MemoryReader {
                 let mut st = lock(&self.state);
                 let (position, buffer) = &mut *st;
                 if buffer.is_empty() {
-                    self.hub.read(self.partition, position, FETCH_MAX, buffer)?;
+                    self.hub
+                        .read(self.partition, position, FETCH_MAX.max(max), buffer)?;
                 }
-                if let Some(event) = buffer.pop_front() {
-                    return Ok(event);
+                if !buffer.is_empty() {
+                    return Ok(buffer.drain(..buffer.len().min(max)).collect());
                 }
             }
             if self.closed.load(Ordering::Acquire) {
@@ -328,45 +310,38 @@ impl PartitionReader for MemoryReader {
             tokio::select! {
                 _ = data => {}
                 _ = closed => {}
+                _ = until(deadline) => return Ok(Vec::new()),
             }
         }
     }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[async_trait]
+impl PartitionReader for MemoryReader {
+    fn hub(&self) -> &str {
+        &self.hub.name
+    }
+
+    fn partition(&self) -> PartitionId {
+        self.partition
+    }
+
+    async fn recv(&self) -> Result<ReceivedEvent> {
+        let event = self.next_batch(1, None).await?.pop();
+        event.ok_or_else(|| Error::closed("partition reader"))
+    }
 
     async fn recv_batch(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedEvent>> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            if self.closed.load(Ordering::Acquire) {
-                return Err(Error::closed("partition reader"));
-            }
-            let data = self.hub.data.notified();
-            let closed = self.close_notify.notified();
-            tokio::pin!(data, closed);
-            data.as_mut().enable();
-            closed.as_mut().enable();
-            {
-                let mut st = lock(&self.state);
-                let (position, buffer) = &mut *st;
-                let mut batch: Vec<ReceivedEvent> = buffer.drain(..buffer.len().min(max)).collect();
-                if batch.len() < max {
-                    self.hub
-                        .read(self.partition, position, max - batch.len(), &mut batch)?;
-                }
-                if !batch.is_empty() {
-                    return Ok(batch);
-                }
-            }
-            if self.closed.load(Ordering::Acquire) {
-                return Err(Error::closed("partition reader"));
-            }
-            tokio::select! {
-                _ = data => {}
-                _ = closed => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok(Vec::new()),
-            }
-        }
+        self.next_batch(max, Some(tokio::time::Instant::now() + wait))
+            .await
     }
 
     async fn close(&self) -> Result<()> {
