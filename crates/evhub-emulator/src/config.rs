@@ -82,7 +82,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 256,
-            max_sessions_per_connection: 32,
+            max_sessions_per_connection: 64,
             max_links_per_session: 64,
             auth_timeout_secs: 60,
             max_auto_created_hubs: 64,
