@@ -933,7 +933,9 @@ where
                         self.elem_format_code = Some(format_code);
 
                         // Account for offset
-                        let len = len - OFFSET_ARRAY8;
+                        let len = len
+                    .checked_sub(OFFSET_ARRAY8)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
                         // let buf = self.reader.read_bytes(len)?;
 
                         visitor.visit_seq(ArrayAccess::new(self, len, count))
@@ -964,7 +966,9 @@ where
                         self.elem_format_code = Some(format_code);
 
                         // Account for offset
-                        let len = len - OFFSET_ARRAY32;
+                        let len = len
+                    .checked_sub(OFFSET_ARRAY32)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
                         // let buf = self.reader.read_bytes(len)?;
 
                         visitor.visit_seq(ArrayAccess::new(self, len, count))
@@ -989,7 +993,9 @@ where
                     as usize;
 
                 // Account for offset
-                let len = len - OFFSET_LIST8;
+                let len = len
+                    .checked_sub(OFFSET_LIST8)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
 
                 // Make sure there is no other element format code
                 self.elem_format_code = None;
@@ -1010,7 +1016,9 @@ where
                 }
 
                 // Account for offset
-                let len = len - OFFSET_LIST32;
+                let len = len
+                    .checked_sub(OFFSET_LIST32)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
 
                 // Make sure there is no other element format code
                 self.elem_format_code = None;
@@ -1048,7 +1056,9 @@ where
                     as usize;
 
                 // Account for offset
-                let size = size - OFFSET_LIST8;
+                let size = size
+                    .checked_sub(OFFSET_LIST8)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
 
                 // Make sure there is no other element format code
                 self.elem_format_code = None;
@@ -1061,7 +1071,9 @@ where
                 let count = u32::from_be_bytes(count_bytes) as usize;
 
                 // Account for offset
-                let size = size - OFFSET_LIST32;
+                let size = size
+                    .checked_sub(OFFSET_LIST32)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
 
                 // Make sure there is no other element format code
                 self.elem_format_code = None;
@@ -1098,7 +1110,9 @@ where
                     as usize;
 
                 // Account for offset
-                let size = size - OFFSET_MAP8;
+                let size = size
+                    .checked_sub(OFFSET_MAP8)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
 
                 (size, count)
             }
@@ -1117,7 +1131,9 @@ where
                 }
 
                 // Account for offset
-                let size = size - OFFSET_MAP32;
+                let size = size
+                    .checked_sub(OFFSET_MAP32)
+                    .ok_or(Error::InvalidLength)?; // evhub patch: sizes come from the wire
 
                 (size, count)
             }
@@ -1422,7 +1438,7 @@ impl<'de, R: Read<'de>> de::SeqAccess<'de> for ArrayAccess<'_, R> {
                 Ok(None)
             }
             _ => {
-                self.count -= 1;
+                self.count = self.count.saturating_sub(1);
                 let result = self.de.nested(|de| seed.deserialize(de))?;
                 // Defense in depth: bound iteration by bytes consumed, not
                 // just by `count`. The pre-loop `count <= len` /
@@ -1481,7 +1497,7 @@ impl<'de, R: Read<'de>> de::SeqAccess<'de> for ListAccess<'_, R> {
         match self.count {
             0 => Ok(None),
             _ => {
-                self.count -= 1;
+                self.count = self.count.saturating_sub(1);
                 self.de.nested(|de| seed.deserialize(de)).map(Some)
             }
         }
@@ -1579,7 +1595,7 @@ impl<'de, R: Read<'de>> de::MapAccess<'de> for MapAccess<'_, R> {
         match self.count {
             0 => Ok(None),
             _ => {
-                self.count -= 1;
+                self.count = self.count.saturating_sub(1);
                 self.de.nested(|de| seed.deserialize(de)).map(Some)
             }
         }
@@ -1589,7 +1605,7 @@ impl<'de, R: Read<'de>> de::MapAccess<'de> for MapAccess<'_, R> {
     where
         V: de::DeserializeSeed<'de>,
     {
-        self.count -= 1;
+        self.count = self.count.saturating_sub(1);
         self.de.nested(|de| seed.deserialize(de))
     }
 
@@ -1606,7 +1622,7 @@ impl<'de, R: Read<'de>> de::MapAccess<'de> for MapAccess<'_, R> {
             0 => Ok(None),
             _ => {
                 // AMQP map count includes both key and value
-                self.count -= 2;
+                self.count = self.count.saturating_sub(2);
                 let key = self.de.nested(|de| kseed.deserialize(de))?;
                 let val = self.de.nested(|de| vseed.deserialize(de))?;
                 Ok(Some((key, val)))
