@@ -233,6 +233,8 @@ fn print_summary(label: &str, s: &StatsSnapshot, elapsed: Duration, why: &str, j
     if json {
         let v = serde_json::json!({
             "pipe": label, "stopped": why, "seconds": secs, "events_per_sec": rate,
+            "events_per_sec_since_first_event": s.rate_since_first_event(),
+            "first_event_after_s": s.first_event_after.map(|d| d.as_secs_f64()),
             "received": s.received, "handled": s.handled, "skipped": s.skipped,
             "produced": s.produced, "retried": s.retried, "dead_lettered": s.dead_lettered,
             "committed": s.committed, "commits_not_owned": s.commits_not_owned,
@@ -244,8 +246,9 @@ fn print_summary(label: &str, s: &StatsSnapshot, elapsed: Duration, why: &str, j
         println!("{v}");
     } else {
         println!(
-            "pipe {label}: {why} after {secs:.1}s: received {}, handled {}, skipped {}, produced {}, retried {}, dead-lettered {}, commits {} ({rate:.0} events/s)",
-            s.received, s.handled, s.skipped, s.produced, s.retried, s.dead_lettered, s.committed
+            "pipe {label}: {why} after {secs:.1}s: received {}, handled {}, skipped {}, produced {}, retried {}, dead-lettered {}, commits {} ({rate:.0} events/s overall, {:.0} events/s from the first event)",
+            s.received, s.handled, s.skipped, s.produced, s.retried, s.dead_lettered, s.committed,
+            s.rate_since_first_event()
         );
     }
 }

@@ -171,6 +171,10 @@ impl Coordinator {
             tokio::select! {
                 biased;
                 _ = shutdown.wait(), if draining.is_none() => {}
+                // Timers before data: a busy source must not starve commits and lag checks.
+                _ = commit_tick.tick() => self.commit().await,
+                _ = assignment_tick.tick() => self.check_assignment().await,
+                _ = lag_tick.tick() => self.report_lag().await,
                 Some(done) = self.done_rx.recv() => self.finished(done),
                 batch = self.consumer.recv_batch(max, RECV_WAIT), if can_receive => match batch {
                     Ok(events) => self.dispatch(events),
@@ -186,9 +190,6 @@ impl Coordinator {
                     }
                     Err(e) => self.fail(e),
                 },
-                _ = commit_tick.tick() => self.commit().await,
-                _ = assignment_tick.tick() => self.check_assignment().await,
-                _ = lag_tick.tick() => self.report_lag().await,
                 _ = tokio::time::sleep_until(drain_deadline), if draining.is_some() => {}
             }
             if shutdown.is_shutdown() {

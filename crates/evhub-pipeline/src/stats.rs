@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use evhub_core::PartitionId;
@@ -17,6 +17,7 @@ pub struct Stats {
 #[derive(Debug)]
 struct Inner {
     started: Instant,
+    first_event: OnceLock<Instant>,
     received: AtomicU64,
     handled: AtomicU64,
     skipped: AtomicU64,
@@ -61,6 +62,8 @@ pub struct StatsSnapshot {
     pub stopped: Vec<StoppedPartition>,
     /// Time since the pipeline was built.
     pub elapsed: Duration,
+    /// Time from building the pipeline to its first source event (group join included).
+    pub first_event_after: Option<Duration>,
 }
 
 /// Progress of one source partition.
@@ -102,6 +105,18 @@ impl StatsSnapshot {
         }
     }
 
+    /// Settled events per second since the first source event (group join excluded).
+    pub fn rate_since_first_event(&self) -> f64 {
+        let busy = self
+            .first_event_after
+            .map_or(Duration::ZERO, |first| self.elapsed.saturating_sub(first));
+        if busy.is_zero() {
+            0.0
+        } else {
+            (self.handled + self.skipped + self.dead_lettered) as f64 / busy.as_secs_f64()
+        }
+    }
+
     /// Total lag over partitions that report one.
     pub fn total_lag(&self) -> Option<u64> {
         let lags: Vec<u64> = self.partitions.iter().filter_map(|p| p.lag).collect();
@@ -135,6 +150,7 @@ impl Stats {
         Self {
             inner: Arc::new(Inner {
                 started: Instant::now(),
+                first_event: OnceLock::new(),
                 received: AtomicU64::new(0),
                 handled: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
@@ -167,6 +183,7 @@ impl Stats {
             partitions: lock(&i.partitions).values().cloned().collect(),
             stopped: lock(&i.stopped).clone(),
             elapsed: i.started.elapsed(),
+            first_event_after: i.first_event.get().map(|t| t.duration_since(i.started)),
         }
     }
 
@@ -189,6 +206,7 @@ impl Stats {
     }
 
     pub(crate) fn received(&self, partition: PartitionId) {
+        self.inner.first_event.get_or_init(Instant::now);
         self.inner.received.fetch_add(1, Ordering::Relaxed);
         let mut parts = lock(&self.inner.partitions);
         let p = parts.entry(partition).or_insert_with(|| PartitionSnapshot {
