@@ -124,6 +124,11 @@ if [ -x scripts/emulator-py-tests.sh ] || [ -f scripts/emulator-py-tests.sh ]; t
   run_logged emulator-py bash scripts/emulator-py-tests.sh || stage_failed emulator-py
 fi
 
+if [ -f scripts/eventhubs-interop-tests.sh ]; then
+  say "eventhubs backend vs Microsoft's Python processor (shared checkpoints on Azurite)"
+  run_logged eventhubs-interop bash scripts/eventhubs-interop-tests.sh || stage_failed eventhubs-interop
+fi
+
 # One check of a whole example run: counts as one test in the summary.
 example_check() {
   local name="$1"; shift

@@ -130,13 +130,27 @@ async fn pump(
 ) {
     {
         let mut stream = std::pin::pin!(receiver.stream_events());
+        let mut delivered: Option<i64> = None;
         loop {
             let item = tokio::select! {
                 _ = stop.changed() => break,
                 item = stream.next() => item,
             };
             let converted = match item {
-                Some(Ok(data)) => from_received(&hub, partition, &data),
+                Some(Ok(data)) => {
+                    // The SDK's receiver re-delivers from its opening position after a dropped
+                    // connection: skip what was already handed over.
+                    let sequence = data.sequence_number();
+                    if let (Some(seq), Some(last)) = (sequence, delivered) {
+                        if seq <= last {
+                            continue;
+                        }
+                    }
+                    if sequence.is_some() {
+                        delivered = sequence;
+                    }
+                    from_received(&hub, partition, &data)
+                }
                 Some(Err(e)) => Err(from_hubs(
                     &format!("reading hub `{hub}` partition {partition}"),
                     e,

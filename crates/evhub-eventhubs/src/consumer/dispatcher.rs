@@ -9,8 +9,9 @@ use evhub_core::PartitionId;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
+use super::acquisition::Acquired;
 use super::pump::Job;
-use super::state::{Acquired, Shared};
+use super::state::Shared;
 
 pub(crate) async fn run_dispatcher(
     processor: Arc<EventProcessor>,

@@ -10,6 +10,7 @@
 //!
 //! Rebalancing proceeds whether or not the application is inside `recv`.
 
+mod acquisition;
 mod balancer;
 mod dispatcher;
 pub(crate) mod options;
@@ -76,12 +77,16 @@ impl EventHubsConsumer {
     ) -> Result<Self> {
         evhub_core::group::validate_hub_name(hub)?;
         let client = connector.consumer(hub, group).await?;
+        let namespace = options
+            .checkpoint_namespace
+            .clone()
+            .unwrap_or_else(|| connector.namespace().to_owned());
         let key = GroupKey {
-            namespace: connector.namespace().to_owned(),
+            namespace: namespace.clone(),
             hub: hub.to_owned(),
             group: group.to_owned(),
         };
-        let reading: state::Reading = Arc::default();
+        let reading: acquisition::Reading = Arc::default();
         let tracking = Arc::new(TrackingStore::new(
             store,
             key,
@@ -106,7 +111,7 @@ impl EventHubsConsumer {
         let shared = Arc::new(Shared {
             hub: Arc::from(hub),
             group: group.to_owned(),
-            namespace: connector.namespace().to_owned(),
+            namespace,
             options: options.clone(),
             store: tracking,
             reading,

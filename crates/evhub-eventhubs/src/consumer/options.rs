@@ -18,6 +18,8 @@ pub(crate) struct ProcessorOptions {
     pub prefetch: u32,
     /// Per-partition start positions for partitions without a checkpoint.
     pub start_positions: HashMap<String, StartPosition>,
+    /// Namespace in record names, when not the connection's.
+    pub checkpoint_namespace: Option<String>,
 }
 
 impl ProcessorOptions {
@@ -56,6 +58,12 @@ impl ProcessorOptions {
             strategy: config.load_balancing_strategy,
             prefetch: config.prefetch_count,
             start_positions,
+            checkpoint_namespace: config
+                .checkpoint_namespace
+                .as_deref()
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
         })
     }
 

@@ -93,6 +93,8 @@ async fn pump(
     {
         let mut stream = std::pin::pin!(client.stream_events());
         let mut verified: Option<Instant> = None;
+        let mut delivered: Option<i64> = None;
+        let mut replayed: u64 = 0;
         loop {
             let item = tokio::select! {
                 _ = stop.changed() => break,
@@ -115,6 +117,19 @@ async fn pump(
                             break;
                         }
                         verified = Some(Instant::now());
+                    }
+                    // After a dropped connection the SDK's receiver reattaches at the position it
+                    // was opened with and delivers those events again: skip what this
+                    // acquisition already handed over (sequence numbers only grow).
+                    let sequence = data.sequence_number();
+                    if let (Some(seq), Some(last)) = (sequence, delivered) {
+                        if seq <= last {
+                            replayed += 1;
+                            continue;
+                        }
+                    }
+                    if sequence.is_some() {
+                        delivered = sequence;
                     }
                     match from_received(&shared.hub, partition, &data) {
                         Ok(event) => Item::Event {
@@ -150,6 +165,12 @@ async fn pump(
             if tx.send(item).await.is_err() {
                 break;
             }
+        }
+        if replayed > 0 {
+            debug!(
+                partition,
+                generation, replayed, "skipped events the receiver delivered again"
+            );
         }
     }
     if let Ok(mut reading) = shared.reading.lock() {

@@ -1,13 +1,12 @@
 //! State shared by a member's handle and its background tasks, and what the tasks hand to
 //! `recv`.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use evhub_core::{Error, PartitionId, ReceivedEvent};
 
+use super::acquisition::Reading;
 use super::options::ProcessorOptions;
 use super::store::TrackingStore;
 
@@ -30,23 +29,6 @@ pub(crate) enum Item {
     /// ownership record, ...): `recv` reports it now and on every later call.
     Fatal(Error),
 }
-
-/// One acquisition of a partition by this member.
-#[derive(Debug, Clone)]
-pub(crate) struct Acquired {
-    pub generation: u64,
-    pub at: Instant,
-    /// Wakes the partition's pump when the acquisition is ended by someone else, so it stops
-    /// and closes its client even when no event arrives (the processor then hands the
-    /// partition out again, from the checkpoint, should this member win it back).
-    pub ended: Arc<tokio::sync::Notify>,
-}
-
-/// Partitions currently read by this member. The dispatcher adds an acquisition, its pump
-/// removes it when it ends, and the store wrapper removes it as soon as an ownership listing
-/// (started after the acquisition) names another owner, so no event of a partition taken over
-/// reaches the application, even before this member's next balancing pass.
-pub(crate) type Reading = Arc<Mutex<HashMap<PartitionId, Acquired>>>;
 
 /// State shared by the member handle and its background tasks.
 pub(crate) struct Shared {

@@ -13,7 +13,7 @@ use azure_messaging_eventhubs::CheckpointStore;
 use evhub_core::{Error, PartitionId, Result};
 use tracing::{debug, warn};
 
-use super::state::Reading;
+use super::acquisition::Reading;
 use crate::error::from_core;
 
 /// Where the group's records live: namespace, hub, group.
@@ -210,9 +210,17 @@ impl CheckpointStore for TrackingStore {
                 known.get_or_insert(owner);
             }
         }
+        // Records are named after the configured namespace, whatever the SDK calls it.
+        let ownerships: Vec<Ownership> = ownerships
+            .iter()
+            .map(|o| Ownership {
+                fully_qualified_namespace: self.key.namespace.clone(),
+                ..o.clone()
+            })
+            .collect();
         let claimed = self.record(
             "claiming partition ownership",
-            self.inner.claim_ownership(ownerships).await,
+            self.inner.claim_ownership(&ownerships).await,
         )?;
         if let Ok(mut held) = self.held.lock() {
             held.clear();
@@ -229,10 +237,11 @@ impl CheckpointStore for TrackingStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<SdkCheckpoint>> {
+        let _ = namespace;
         self.record(
             "listing checkpoints",
             self.inner
-                .list_checkpoints(namespace, event_hub_name, consumer_group)
+                .list_checkpoints(&self.key.namespace, event_hub_name, consumer_group)
                 .await,
         )
     }
@@ -243,11 +252,12 @@ impl CheckpointStore for TrackingStore {
         event_hub_name: &str,
         consumer_group: &str,
     ) -> azure_core::Result<Vec<Ownership>> {
+        let _ = namespace;
         let started = Instant::now();
         let all = self.record(
             "listing partition ownership",
             self.inner
-                .list_ownerships(namespace, event_hub_name, consumer_group)
+                .list_ownerships(&self.key.namespace, event_hub_name, consumer_group)
                 .await,
         )?;
         self.end_taken_over(&all, started);
@@ -258,6 +268,11 @@ impl CheckpointStore for TrackingStore {
     }
 
     async fn update_checkpoint(&self, checkpoint: SdkCheckpoint) -> azure_core::Result<()> {
-        self.inner.update_checkpoint(checkpoint).await
+        self.inner
+            .update_checkpoint(SdkCheckpoint {
+                fully_qualified_namespace: self.key.namespace.clone(),
+                ..checkpoint
+            })
+            .await
     }
 }

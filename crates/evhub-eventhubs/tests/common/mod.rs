@@ -180,19 +180,24 @@ pub async fn latency_proxy(target: SocketAddr, delay: Duration) -> std::io::Resu
     Ok(addr)
 }
 
-/// A TCP proxy to `target` (with the same small latency as [`latency_proxy`]) that can be
-/// cut: after `cut()`, every proxied connection is dropped and new ones are refused — the
-/// server is gone, as far as the client can tell.
+/// A TCP proxy to `target` (with the same small latency as [`latency_proxy`]) whose
+/// connections can be dropped: `reset()` drops every open connection and keeps accepting new
+/// ones (a network blip); `cut()` also stops accepting (the server is gone).
 pub async fn cuttable_proxy(target: SocketAddr) -> std::io::Result<(SocketAddr, Cut)> {
     let inner = latency_proxy(target, Duration::from_millis(3)).await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::watch::channel((0u64, false));
     let mut accept_rx = rx.clone();
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
-                _ = accept_rx.changed() => break,
+                changed = accept_rx.changed() => {
+                    if changed.is_err() || accept_rx.borrow().1 {
+                        break;
+                    }
+                    continue;
+                }
                 accepted = listener.accept() => accepted,
             };
             let Ok((mut client, _)) = accepted else { break };
@@ -211,12 +216,21 @@ pub async fn cuttable_proxy(target: SocketAddr) -> std::io::Result<(SocketAddr, 
     Ok((addr, Cut(tx)))
 }
 
-/// Cuts a [`cuttable_proxy`].
-pub struct Cut(tokio::sync::watch::Sender<bool>);
+/// Controls a [`cuttable_proxy`].
+pub struct Cut(tokio::sync::watch::Sender<(u64, bool)>);
 
 impl Cut {
+    /// Drops every open connection; new ones are accepted.
+    pub fn reset(&self) {
+        self.0.send_modify(|(generation, _)| *generation += 1);
+    }
+
+    /// Drops every open connection and refuses new ones.
     pub fn cut(&self) {
-        let _ = self.0.send(true);
+        self.0.send_modify(|(generation, closed)| {
+            *generation += 1;
+            *closed = true;
+        });
     }
 }
 

@@ -1,0 +1,24 @@
+//! The partitions a member currently reads, one acquisition at a time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use evhub_core::PartitionId;
+
+/// One acquisition of a partition by this member.
+#[derive(Debug, Clone)]
+pub(crate) struct Acquired {
+    pub generation: u64,
+    pub at: Instant,
+    /// Wakes the partition's pump when the acquisition is ended by someone else, so it stops
+    /// and closes its client even when no event arrives (the processor then hands the
+    /// partition out again, from the checkpoint, should this member win it back).
+    pub ended: Arc<tokio::sync::Notify>,
+}
+
+/// Partitions currently read by this member. The dispatcher adds an acquisition, its pump
+/// removes it when it ends, and the store wrapper removes it as soon as an ownership listing
+/// (started after the acquisition) names another owner, so no event of a partition taken over
+/// reaches the application, even before this member's next balancing pass.
+pub(crate) type Reading = Arc<Mutex<HashMap<PartitionId, Acquired>>>;
