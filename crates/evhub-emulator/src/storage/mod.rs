@@ -15,6 +15,9 @@
 
 mod budget;
 mod crc32;
+mod read;
+mod recovery;
+mod retention;
 mod segment;
 
 pub(crate) use budget::MemoryBudget;
@@ -29,13 +32,12 @@ use crate::{
 use fe2o3_amqp::link::delivery::Sendable;
 use fe2o3_amqp_types::{
     messaging::{
-        annotations::OwnedKey,
-        message::__private::{Deserializable, Serializable},
-        Body, MessageAnnotations,
+        annotations::OwnedKey, message::__private::Serializable, Body, MessageAnnotations,
     },
     primitives::{Symbol, Timestamp, Value},
 };
-use segment::{encode_record, list_segments, read_record, scan_segment, segment_path, HEADER_LEN};
+use recovery::recover;
+use segment::{encode_record, segment_path, HEADER_LEN};
 use serde_amqp::lazy::LazyValue;
 use std::{
     collections::VecDeque,
@@ -163,12 +165,6 @@ fn open_append(path: &Path) -> Result<File> {
         .create(true)
         .open(path)
         .map_err(storage_error(path))
-}
-
-fn decode_event(payload: &[u8]) -> std::result::Result<OpaqueMessage, String> {
-    serde_amqp::from_slice::<Deserializable<OpaqueMessage>>(payload)
-        .map(|d| d.0)
-        .map_err(|e| e.to_string())
 }
 
 impl PartitionLog {
@@ -387,75 +383,6 @@ impl PartitionLog {
         state.last_sync = Instant::now();
     }
 
-    fn trim_front(&self, state: &mut LogState) {
-        let Some(entry) = state.index.pop_front() else {
-            return;
-        };
-        state.retained_bytes = state
-            .retained_bytes
-            .saturating_sub(HEADER_LEN + u64::from(entry.len));
-        state.first_sequence += 1;
-        while state
-            .cache
-            .front()
-            .is_some_and(|e| e.sequence < state.first_sequence)
-        {
-            if let Some(event) = state.cache.pop_front() {
-                self.options.budget.release(event.bytes);
-            }
-        }
-    }
-
-    fn apply_retention(&self, state: &mut LogState, now: i64) {
-        let options = &self.options;
-        if let Some(limit) = options.retention_events {
-            while state.index.len() as u64 > limit {
-                self.trim_front(state);
-            }
-        }
-        if let Some(age) = options.retention_age {
-            let cutoff = now.saturating_sub(age.as_millis() as i64);
-            while state.index.front().is_some_and(|e| e.enqueued_ms < cutoff) {
-                self.trim_front(state);
-            }
-        }
-        if let Some(limit) = options.retention_bytes {
-            while state.retained_bytes > limit && !state.index.is_empty() {
-                self.trim_front(state);
-            }
-        }
-        // Segments whose events are all trimmed go; the active one stays.
-        while state.segments.len() > 1
-            && state
-                .segments
-                .get(1)
-                .is_some_and(|next| next.first_sequence <= state.first_sequence)
-        {
-            if let Some(old) = state.segments.pop_front() {
-                match std::fs::remove_file(&old.path) {
-                    Ok(()) => {
-                        tracing::debug!(path = %old.path.display(), "segment removed by retention")
-                    }
-                    Err(error) => {
-                        tracing::warn!(path = %old.path.display(), %error, "could not remove a segment")
-                    }
-                }
-            }
-        }
-    }
-
-    /// Drops the oldest cached events while the emulator is over its memory
-    /// budget. Without segment files they are gone, like retention.
-    fn evict_over_budget(&self, state: &mut LogState) {
-        while self.options.budget.over() && state.cache.len() > 1 {
-            if self.dir.is_none() {
-                self.trim_front(state);
-            } else if let Some(event) = state.cache.pop_front() {
-                self.options.budget.release(event.bytes);
-            }
-        }
-    }
-
     pub(crate) fn snapshot(&self) -> PartitionSnapshot {
         let state = self.lock();
         PartitionSnapshot {
@@ -501,71 +428,6 @@ impl PartitionLog {
         }
     }
 
-    /// Up to `max` events from `sequence` on (or from the oldest retained one
-    /// if `sequence` was trimmed away); from memory, or read back from the
-    /// segment files for events no longer cached.
-    pub(crate) fn read_from(&self, sequence: i64, max: usize) -> Vec<Arc<StoredEvent>> {
-        let state = self.lock();
-        let start = sequence.max(state.first_sequence);
-        if start >= state.next_sequence || max == 0 {
-            return Vec::new();
-        }
-        let cache_first = state
-            .cache
-            .front()
-            .map_or(state.next_sequence, |e| e.sequence);
-        if start >= cache_first {
-            let skip = (start - cache_first) as usize;
-            return state.cache.iter().skip(skip).take(max).cloned().collect();
-        }
-        // Older than the cache: find the records, then read them unlocked.
-        let mut wanted = Vec::new();
-        let mut bytes = 0u64;
-        let mut sequence = start;
-        while sequence < cache_first && wanted.len() < max && bytes < MAX_DISK_READ_BYTES {
-            let Some(entry) = state.index.get((sequence - state.first_sequence) as usize) else {
-                break;
-            };
-            let segment_index = state
-                .segments
-                .partition_point(|s| s.base_offset <= entry.offset)
-                .saturating_sub(1);
-            let Some(segment) = state.segments.get(segment_index) else {
-                break;
-            };
-            wanted.push((
-                sequence,
-                *entry,
-                segment.path.clone(),
-                (entry.offset - segment.base_offset) as u64,
-            ));
-            bytes += u64::from(entry.len);
-            sequence += 1;
-        }
-        drop(state);
-        let mut events = Vec::with_capacity(wanted.len());
-        for (sequence, entry, path, position) in wanted {
-            let message = match read_record(&path, position, entry.len)
-                .map_err(|e| e.to_string())
-                .and_then(|payload| decode_event(&payload))
-            {
-                Ok(message) => message,
-                Err(error) => {
-                    // E.g. the segment was removed by retention meanwhile.
-                    tracing::debug!(sequence, %error, "could not read an event back");
-                    break;
-                }
-            };
-            events.push(Arc::new(StoredEvent {
-                sequence,
-                offset: entry.offset,
-                sendable: Sendable::builder().message(message).settled(true).build(),
-                bytes: 0,
-            }));
-        }
-        events
-    }
-
     /// A receiver that changes whenever events are appended.
     pub(crate) fn subscribe(&self) -> watch::Receiver<i64> {
         self.tail.subscribe()
@@ -583,74 +445,6 @@ impl Drop for PartitionLog {
             }
         }
     }
-}
-
-/// Rebuilds the index from the segment files, checking every record.
-fn recover(dir: &Path, state: &mut LogState) -> Result<()> {
-    let segments = list_segments(dir)?;
-    let count = segments.len();
-    for (number, (base_offset, first_sequence, path)) in segments.into_iter().enumerate() {
-        let is_last = number + 1 == count;
-        let gap = |what: String| EmulatorError::CorruptStore {
-            path: path.clone(),
-            message: format!("{what}; a segment is missing or was renamed"),
-        };
-        if number == 0 {
-            state.first_sequence = first_sequence;
-            state.next_sequence = first_sequence;
-            state.next_offset = base_offset;
-        } else if base_offset != state.next_offset || first_sequence != state.next_sequence {
-            return Err(gap(format!(
-                "segment starts at offset {base_offset} / sequence {first_sequence}, the \
-                 previous one ends at {} / {}",
-                state.next_offset, state.next_sequence
-            )));
-        }
-        let outcome = scan_segment(&path, is_last, |meta| {
-            if meta.sequence != state.next_sequence {
-                return Err(EmulatorError::CorruptStore {
-                    path: path.clone(),
-                    message: format!(
-                        "record at byte {} has sequence {}, expected {}",
-                        meta.position, meta.sequence, state.next_sequence
-                    ),
-                });
-            }
-            let offset = base_offset + meta.position as i64;
-            state.index.push_back(IndexEntry {
-                offset,
-                enqueued_ms: meta.enqueued_ms,
-                len: meta.len,
-            });
-            state.retained_bytes += meta.total_len();
-            state.last_offset = offset;
-            state.last_enqueued_ms = meta.enqueued_ms;
-            state.next_sequence = meta.sequence + 1;
-            Ok(())
-        })?;
-        if outcome.torn_bytes > 0 {
-            tracing::warn!(
-                path = %path.display(),
-                dropped_bytes = outcome.torn_bytes,
-                "cutting an incomplete record off the end of the event store (a write was interrupted)"
-            );
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(storage_error(&path))?;
-            file.set_len(outcome.valid_len)
-                .and_then(|_| file.sync_all())
-                .map_err(storage_error(&path))?;
-        }
-        state.next_offset = base_offset + outcome.valid_len as i64;
-        state.segments.push_back(Segment {
-            base_offset,
-            first_sequence,
-            path,
-            len: outcome.valid_len,
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 use super::*;
 use fe2o3_amqp_types::messaging::{Batch, Data, Message};
+use segment::list_segments;
 use serde_amqp::primitives::Binary;
 
 fn event(text: &str) -> OpaqueMessage {
