@@ -460,14 +460,22 @@ async fn fuzzed_frames_never_take_the_emulator_down() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5eed);
-    let mut emulator = ChildEmulator::start(&[
-        "--hub",
-        "hub:2",
-        "--no-auth",
-        "--auto-create-hubs=1",
-        "--max-auto-created-hubs",
-        "4",
-    ]);
+    // The child's log goes to a file: a panic in any task (which would end
+    // only that task, not the process) counts as a crash too.
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("emulator.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut emulator = ChildEmulator::start_with_stderr(
+        &[
+            "--hub",
+            "hub:2",
+            "--no-auth",
+            "--auto-create-hubs=1",
+            "--max-auto-created-hubs",
+            "4",
+        ],
+        log_file.into(),
+    );
     let started = Instant::now();
     let mut max_rss = emulator.rss_kib();
     let mut next = 0;
@@ -482,10 +490,11 @@ async fn fuzzed_frames_never_take_the_emulator_down() {
             let _ = task.await;
         }
         max_rss = max_rss.max(emulator.rss_kib());
-        assert!(
-            emulator.alive(),
-            "the emulator died during case batch ending at {next} (seed {seed})"
-        );
+        if !emulator.alive() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!("the emulator died during the case batch ending at {next} (seed {seed}); log tail: {tail:#?}");
+        }
         assert!(
             max_rss < RSS_BOUND_KIB,
             "RSS {max_rss} KiB over the bound after {next} cases (seed {seed})"
@@ -501,8 +510,16 @@ async fn fuzzed_frames_never_take_the_emulator_down() {
     .expect("a normal client is answered in time")
     .expect("a normal client is served after fuzzing");
     max_rss = max_rss.max(emulator.rss_kib());
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked at")).collect();
+    assert!(
+        panics.is_empty(),
+        "{} task panics in the emulator (seed {seed}): {:?}",
+        panics.len(),
+        &panics[..panics.len().min(5)]
+    );
     eprintln!(
-        "fuzz: {cases} cases (seed {seed}) in {:.1} s, 0 crashes, max RSS {} KiB",
+        "fuzz: {cases} cases (seed {seed}) in {:.1} s, 0 crashes, 0 task panics, max RSS {} KiB",
         started.elapsed().as_secs_f64(),
         max_rss
     );

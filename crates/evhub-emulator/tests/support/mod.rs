@@ -39,12 +39,18 @@ impl ChildEmulator {
     /// Starts `evhub-emulator --port 0 --key ... <extra>` and waits for its
     /// "listening on" line.
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_with_stderr(extra, Stdio::inherit())
+    }
+
+    /// Like [`start`](Self::start), with the child's stderr going to `stderr`
+    /// (e.g. a file, to look for panics afterwards).
+    pub fn start_with_stderr(extra: &[&str], stderr: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_evhub-emulator"))
             .args(["--port", "0", "--key", &format!("{KEY_NAME}={KEY_VALUE}")])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start the emulator binary");
         let stdout = child.stdout.take().expect("stdout");
