@@ -189,11 +189,37 @@ fn segments_roll_and_retention_removes_whole_files() {
     let before = log.snapshot();
     drop(log);
     let log = PartitionLog::open(Some(path), options).unwrap();
+    assert!(
+        log.lock().cache.is_empty(),
+        "start-up reads no event into memory"
+    );
     let after = log.snapshot();
     assert_eq!(before, after);
+    // Old events come back from disk.
+    assert_eq!(body_text(&log.read_from(0, 1)[0]), "event-0350");
     assert_eq!(after.last_sequence, 399);
     log.append(vec![event("next")]).unwrap();
     assert_eq!(log.snapshot().last_sequence, 400);
+}
+
+#[test]
+fn interval_policy_syncs_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StorageOptions {
+        fsync: FsyncPolicy::Interval,
+        fsync_interval: Duration::from_millis(20),
+        ..memory()
+    };
+    let log = PartitionLog::open(Some(dir.path().join("0")), options).unwrap();
+    log.append(vec![event("a")]).unwrap();
+    log.append(vec![event("b")]).unwrap();
+    assert!(
+        log.lock().unsynced,
+        "appends inside the interval are not synced"
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    log.sync_if_due();
+    assert!(!log.lock().unsynced);
 }
 
 #[test]
