@@ -39,7 +39,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
-            max_in_flight: 10_000,
+            max_in_flight: 100_000,
             max_in_flight_bytes: 64 * 1024 * 1024,
             batch_size: 500,
             partition_concurrency: 0,
@@ -166,7 +166,9 @@ impl PipelineBuilder {
         self
     }
 
-    /// Most source events received and not finished (default 10 000): backpressure on the source.
+    /// Most source events received and not finished (default 100 000; the byte limit usually
+    /// binds first): backpressure on the source. Keep it well above one fetch of a partition
+    /// (Kafka fetches up to 1 MiB per partition), or partitions are worked on one at a time.
     pub fn max_in_flight(mut self, events: usize) -> Self {
         self.settings.max_in_flight = events;
         self

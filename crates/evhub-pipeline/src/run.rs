@@ -161,9 +161,12 @@ impl Coordinator {
                 }
             }
             let room = settings.max_in_flight.saturating_sub(self.in_flight);
+            // Refill only when a useful amount fits: topping up a full pipeline one event at a
+            // time would hand the lanes tiny batches, one sink round trip each.
+            let refill = settings.batch_size.min(settings.max_in_flight / 2).max(1);
             let can_receive = draining.is_none()
                 && source_open
-                && room > 0
+                && room >= refill
                 && self.in_flight_bytes < settings.max_in_flight_bytes;
             let max = room.min(settings.batch_size.max(1) * 2);
             let drain_deadline =
