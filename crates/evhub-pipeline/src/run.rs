@@ -234,9 +234,19 @@ impl Coordinator {
     }
 
     fn dispatch(&mut self, events: Vec<ReceivedEvent>) {
+        // One stats update per partition and batch, not per event.
+        let mut counts: Vec<(PartitionId, u64)> = Vec::new();
+        for event in &events {
+            match counts.iter_mut().find(|(p, _)| *p == event.partition) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((event.partition, 1)),
+            }
+        }
+        if !counts.is_empty() {
+            self.shared.stats.received(&counts);
+        }
         for event in events {
             let p = event.partition;
-            self.shared.stats.received(p);
             if self.stopped.contains_key(&p) {
                 continue;
             }

@@ -205,16 +205,20 @@ impl Stats {
         self.inner.in_flight.store(n as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn received(&self, partition: PartitionId) {
+    /// Counts received events: `(partition, count)` pairs of one batch.
+    pub(crate) fn received(&self, counts: &[(PartitionId, u64)]) {
         self.inner.first_event.get_or_init(Instant::now);
-        self.inner.received.fetch_add(1, Ordering::Relaxed);
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        self.inner.received.fetch_add(total, Ordering::Relaxed);
         let mut parts = lock(&self.inner.partitions);
-        let p = parts.entry(partition).or_insert_with(|| PartitionSnapshot {
-            partition,
-            owned: true,
-            ..PartitionSnapshot::default()
-        });
-        p.received += 1;
+        for &(partition, n) in counts {
+            let p = parts.entry(partition).or_insert_with(|| PartitionSnapshot {
+                partition,
+                owned: true,
+                ..PartitionSnapshot::default()
+            });
+            p.received += n;
+        }
     }
 
     pub(crate) fn committed(&self, partition: PartitionId, offset: i64) {
