@@ -308,3 +308,153 @@ async fn invalid_configuration_is_rejected() {
         .unwrap_err();
     assert!(err.to_string().contains("max_in_flight"), "{err}");
 }
+
+/// `fail_fast(false)`: a partition without dead-letter hub stops at its failed event, the other
+/// partitions go on, and the run reports the stopped partition when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fail_fast_other_partitions_continue() {
+    let h = memory();
+    let hub: Arc<dyn Backend> = h.connect().await.unwrap();
+    hub.create_hub("ff-in", HubOptions::with_partitions(2))
+        .await
+        .unwrap();
+    let producer = hub.producer("ff-in").await.unwrap();
+    for i in 0..40u32 {
+        let payload = if i == 10 {
+            "bad".to_owned()
+        } else {
+            i.to_string()
+        };
+        producer
+            .send(Event::new(payload).with_partition(i % 2))
+            .await
+            .unwrap();
+    }
+    let pipeline = Pipeline::builder(hub.clone(), "ff-in", "ff")
+        .handler(handler_fn(|event: ReceivedEvent| async move {
+            if &event.payload[..] == b"bad" {
+                return Err(evhub_core::Error::invalid_input("not a number"));
+            }
+            Ok(Decision::Done)
+        }))
+        .fail_fast(false)
+        .commit_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    let stats = pipeline.stats();
+    let stop = ShutdownToken::new();
+    let run = tokio::spawn(pipeline.run(stop.clone()));
+    // Partition 1 (odd numbers) completes; partition 0 stops at offset 5 ("bad").
+    common::wait_for(
+        &h,
+        &stats,
+        "partition 1 done and partition 0 stopped",
+        |s| {
+            s.stopped.len() == 1
+                && s.partitions
+                    .iter()
+                    .any(|p| p.partition == 1 && p.committed_offset == Some(19))
+        },
+    )
+    .await;
+    stop.shutdown();
+    let err = run.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("partition 0"), "{err}");
+    let s = stats.snapshot();
+    assert_eq!(s.stopped[0].offset, 5, "{s:?}");
+    let p0 = s.partitions.iter().find(|p| p.partition == 0).unwrap();
+    assert_eq!(
+        p0.committed_offset,
+        Some(4),
+        "the checkpoint stays before the failed event"
+    );
+}
+
+/// A handler may set its own `traceparent`; otherwise the source's trace continues as a child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_trace_context_is_kept() {
+    use evhub_core::telemetry::TraceContext;
+    let h = memory();
+    let hub: Arc<dyn Backend> = h.connect().await.unwrap();
+    for name in ["tr-in", "tr-out"] {
+        hub.create_hub(name, HubOptions::with_partitions(1))
+            .await
+            .unwrap();
+    }
+    let source_ctx = TraceContext::new_root();
+    let own_ctx = TraceContext::new_root();
+    let mut event = Event::new("x");
+    source_ctx.inject(&mut event.headers);
+    hub.producer("tr-in")
+        .await
+        .unwrap()
+        .send(event)
+        .await
+        .unwrap();
+    let pipeline = Pipeline::builder(hub.clone(), "tr-in", "tr")
+        .handler(handler_fn(move |event: ReceivedEvent| async move {
+            let mut own = Event::new("own");
+            own_ctx.inject(&mut own.headers);
+            Ok(Decision::emit([event.to_event(), Event::new("fresh"), own]))
+        }))
+        .sink("out", hub.producer("tr-out").await.unwrap())
+        .build()
+        .unwrap();
+    let stop = ShutdownToken::new();
+    let run = tokio::spawn(pipeline.run(stop.clone()));
+    let got = common::read_all(&h, "tr-out", 3).await;
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+    let ctx = |i: usize| TraceContext::extract(&got[i].headers).unwrap();
+    assert_eq!(ctx(0).trace_id(), source_ctx.trace_id());
+    assert_ne!(ctx(0).span_id(), source_ctx.span_id());
+    assert_eq!(
+        ctx(1).trace_id(),
+        source_ctx.trace_id(),
+        "a new output joins the trace"
+    );
+    assert_eq!(ctx(2), own_ctx, "the handler's own context is kept");
+}
+
+/// `partition_concurrency(1)`: at most one partition is worked on at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_concurrency_is_bounded() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = memory();
+    let hub: Arc<dyn Backend> = h.connect().await.unwrap();
+    hub.create_hub("pc-in", HubOptions::with_partitions(4))
+        .await
+        .unwrap();
+    let producer = hub.producer("pc-in").await.unwrap();
+    for i in 0..80u32 {
+        producer
+            .send(Event::new(i.to_string()).with_partition(i % 4))
+            .await
+            .unwrap();
+    }
+    let active = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (a, p) = (active.clone(), peak.clone());
+    let pipeline = Pipeline::builder(hub.clone(), "pc-in", "pc")
+        .partition_concurrency(1)
+        .batch_size(5)
+        .handler(handler_fn(move |_event: ReceivedEvent| {
+            let (active, peak) = (a.clone(), p.clone());
+            async move {
+                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                active.fetch_sub(1, Ordering::SeqCst);
+                Ok(Decision::Done)
+            }
+        }))
+        .build()
+        .unwrap();
+    let stats = pipeline.stats();
+    let stop = ShutdownToken::new();
+    let run = tokio::spawn(pipeline.run(stop.clone()));
+    common::wait_for(&h, &stats, "all handled", |s| s.handled >= 80).await;
+    stop.shutdown();
+    run.await.unwrap().unwrap();
+    assert_eq!(peak.load(Ordering::SeqCst), 1);
+}
