@@ -313,6 +313,12 @@ impl Settings {
                 c.set("enable.auto.commit", "false");
                 c.set("enable.auto.offset.store", "false");
                 c.set("enable.partition.eof", "false");
+                // librdkafka compares the whole consumer queue (all partitions) with
+                // `queued.min.messages` (100 000) and, above it, postpones every partition's next
+                // fetch by this much (default 1 s): a backlog read at full speed then stalls for
+                // a second whenever the queue crosses the mark, although it drains in
+                // milliseconds. Re-checking after 10 ms keeps the prefetch bounded just the same.
+                c.set("fetch.queue.backoff.ms", "10");
                 if kind == ClientKind::GroupConsumer {
                     for (k, v) in &self.consumer {
                         c.set(k, v);

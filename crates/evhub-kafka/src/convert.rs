@@ -19,6 +19,50 @@ pub(crate) const BATCH_EVENTS: usize = 512;
 /// event never pins much more than this.
 pub(crate) const BATCH_BYTES: usize = 1 << 20;
 
+/// Copies of one hub name, used in turn by consecutive batches.
+///
+/// Every event holds a reference to its hub name, so the poll thread increments a reference
+/// count per event while the application thread decrements one per event it drops. With a single
+/// `Arc<str>` both threads would fight over one cache line for every event; with a few copies on
+/// distinct cache lines the application drops events of an earlier batch (one copy) while the
+/// poll thread fills the next (another copy).
+pub(crate) struct HubNames {
+    names: Vec<Arc<str>>,
+    next: usize,
+}
+
+impl HubNames {
+    const COPIES: usize = 4;
+    /// Addresses at least this far apart are on different cache lines (and prefetch pairs).
+    const APART: usize = 128;
+
+    pub fn new(hub: &Arc<str>) -> Self {
+        let mut names: Vec<Arc<str>> = vec![hub.clone()];
+        // Allocations that landed too close to a kept copy are held until all copies are
+        // found, so the allocator cannot hand the same spot out again.
+        let mut too_close = Vec::new();
+        while names.len() < Self::COPIES && too_close.len() < 64 {
+            let candidate: Arc<str> = Arc::from(&**hub);
+            let at = Arc::as_ptr(&candidate) as *const u8 as usize;
+            if names
+                .iter()
+                .all(|n| (Arc::as_ptr(n) as *const u8 as usize).abs_diff(at) >= Self::APART)
+            {
+                names.push(candidate);
+            } else {
+                too_close.push(candidate);
+            }
+        }
+        Self { names, next: 0 }
+    }
+
+    /// The copy for the next batch.
+    pub fn next(&mut self) -> &Arc<str> {
+        self.next = (self.next + 1) % self.names.len();
+        &self.names[self.next]
+    }
+}
+
 /// Bytes a message adds to its batch's shared buffer.
 pub(crate) fn buffered_len(message: &BorrowedMessage<'_>) -> usize {
     message.key_len() + message.payload_len()
@@ -37,7 +81,7 @@ pub(crate) fn events(hub: &Arc<str>, messages: &[BorrowedMessage<'_>]) -> Vec<Re
             buffer.extend_from_slice(payload);
         }
     }
-    let buffer = Bytes::from(buffer);
+    let buffer = Bytes::from_owner(BatchBuffer(buffer));
     let mut at = 0;
     let mut slice = |len: usize| {
         let part = if len == 0 {
@@ -67,6 +111,18 @@ pub(crate) fn events(hub: &Arc<str>, messages: &[BorrowedMessage<'_>]) -> Vec<Re
         });
     }
     out
+}
+
+/// A batch's keys and payloads. Aligned (and so sized) to whole cache lines: the reference
+/// count `Bytes` keeps next to it is then never on a cache line shared with the previous batch's,
+/// which the application thread decrements while the poll thread builds the next batch.
+#[repr(align(128))]
+struct BatchBuffer(Vec<u8>);
+
+impl AsRef<[u8]> for BatchBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 fn enqueued_at(m: &BorrowedMessage<'_>) -> Option<SystemTime> {

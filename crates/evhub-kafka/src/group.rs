@@ -17,9 +17,13 @@ use tokio::sync::Notify;
 
 use crate::util::lock;
 
-/// The driver pauses fetching above either bound and resumes below half of both.
-const HIGH_EVENTS: usize = 16 * 1024;
-const HIGH_BYTES: usize = 32 << 20;
+/// The driver pauses fetching above either bound and resumes below half of both. Pausing
+/// makes librdkafka drop what it prefetched for the partitions (and wait up to
+/// `fetch.queue.backoff.ms` before fetching again), so the bounds are set for an application
+/// that is really stuck, not one that is momentarily slower than the fetcher; they match
+/// librdkafka's own default prefetch bound (`queued.max.messages.kbytes`, 64 MiB).
+const HIGH_EVENTS: usize = 64 * 1024;
+const HIGH_BYTES: usize = 64 << 20;
 
 /// What a group member needs to know about its group; shared with its rebalance callbacks.
 #[derive(Debug)]

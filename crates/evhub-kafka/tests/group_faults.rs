@@ -61,8 +61,8 @@ async fn slow_member_does_not_stall_the_group() {
     );
     let (backend, hub) = hub(&broker, "slow-member", 4).await;
     let producer = backend.producer(&hub).await.unwrap();
-    // 60 000 events: several times the member's hand-over queue.
-    for chunk in 0..60 {
+    // 160 000 events: more than the member's hand-over queue holds before it pauses fetching.
+    for chunk in 0..160 {
         let events = (0..1000u32)
             .map(|i| Event::new(vec![b'x'; 100]).with_partition((chunk * 1000 + i) % 4))
             .collect();

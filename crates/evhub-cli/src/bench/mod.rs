@@ -317,8 +317,7 @@ impl Report<'_> {
                 Some(r) => ours == raw || r.get(raw).is_some(),
                 // Without a raw client each evhub metric once, where it has a value.
                 None => {
-                    self.evhub.get(ours).is_some()
-                        && !METRICS[..*i].iter().any(|(o, ..)| o == ours)
+                    self.evhub.get(ours).is_some() && !METRICS[..*i].iter().any(|(o, ..)| o == ours)
                 }
             })
             .map(|(_, row)| row)

@@ -119,8 +119,8 @@ fn kafka_defaults_and_passthrough_order() {
 
 #[test]
 fn kafka_sasl_needs_password_and_names_it() {
-    let e = kafka("backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\nusername = \"u\"")
-        .unwrap_err();
+    let e =
+        kafka("backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\nusername = \"u\"").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("`password`"), "{e}");
     let s = kafka("backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\nusername = \"u\"\npassword = \"pw-123\"").unwrap();
@@ -139,8 +139,8 @@ fn kafka_sasl_needs_password_and_names_it() {
 
 #[test]
 fn unknown_typed_key_is_rejected_by_name() {
-    let e = kafka("backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\nlinger_ms = 5")
-        .unwrap_err();
+    let e =
+        kafka("backend = \"kafka\"\nbootstrap_servers = \"b:9092\"\nlinger_ms = 5").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("linger_ms"), "{e}");
 }

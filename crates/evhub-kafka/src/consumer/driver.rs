@@ -21,7 +21,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::context::EvhubContext;
-use crate::convert::{self, buffered_len, BATCH_BYTES, BATCH_EVENTS};
+use crate::convert::{self, buffered_len, HubNames, BATCH_BYTES, BATCH_EVENTS};
 use crate::error::map_kafka_error;
 use crate::group::GroupState;
 
@@ -53,6 +53,7 @@ fn poll_until_stopped(consumer: &Member, group: &GroupState, stop: &AtomicBool) 
     // The assignment revision at which fetching was paused.
     let mut paused_at: Option<u64> = None;
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(BATCH_EVENTS);
+    let mut hubs = HubNames::new(&group.hub);
     while !stop.load(Ordering::Acquire) {
         if paused_at.is_some() && !group.still_paused() {
             set_paused(consumer, group, false);
@@ -85,8 +86,9 @@ fn poll_until_stopped(consumer: &Member, group: &GroupState, stop: &AtomicBool) 
         if messages.is_empty() {
             continue;
         }
-        let events = convert::events(&group.hub, &messages);
+        let events = convert::events(hubs.next(), &messages);
         messages.clear();
+        tracing::trace!(hub = %group.hub, events = events.len(), "fetched batch");
         let full = group.push(events, revision);
         if full && paused_at != Some(group.revision()) {
             set_paused(consumer, group, true);

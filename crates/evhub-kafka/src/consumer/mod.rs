@@ -211,6 +211,7 @@ impl Consumer for KafkaConsumer {
                 Taken::Ended(e) => return Err(e),
                 Taken::Empty => {
                     if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                        tracing::trace!(hub = %self.hub, "recv_batch: nothing within {wait:?}");
                         return Ok(Vec::new());
                     }
                 }
