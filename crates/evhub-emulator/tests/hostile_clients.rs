@@ -13,6 +13,7 @@
 
 mod support;
 
+use fe2o3_amqp::{types::messaging::Message, Sender};
 use std::time::Duration;
 use support::*;
 use tokio::io::AsyncWriteExt;
@@ -37,8 +38,24 @@ async fn refused_with_decode_error(emulator: &ChildEmulator, message: &[u8], wha
     );
 }
 
+/// Sends one event on an existing session (its connection predates the attack).
+async fn send_on(session: &mut fe2o3_amqp::session::SessionHandle<()>, text: &str) {
+    let mut sender = Sender::attach(session, format!("existing-{text}"), "orders/Partitions/0")
+        .await
+        .expect("the existing connection still attaches links");
+    let outcome = sender
+        .send(Message::builder().value(text.to_string()).build())
+        .await
+        .expect("the existing connection still sends");
+    assert!(outcome.is_accepted(), "{outcome:?}");
+    let _ = sender.close().await;
+}
+
 async fn nested_body_is_refused(levels: usize) {
     let mut emulator = ChildEmulator::start(&["--hub", "orders:1"]);
+    let (_connection, mut session) = authenticated_session(&emulator.endpoint(), "orders")
+        .await
+        .unwrap();
     // The finding: nested described values as the amqp-value body.
     let body = amqp_value_message(&nested_described(levels));
     refused_with_decode_error(&emulator, &body, &format!("{levels}-level body")).await;
@@ -54,9 +71,10 @@ async fn nested_body_is_refused(levels: usize) {
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(emulator.alive(), "{levels} levels: the emulator died");
+    send_on(&mut session, "during").await;
     authenticated_send(&emulator.endpoint(), "orders", "after")
         .await
-        .unwrap_or_else(|e| panic!("{levels} levels: a normal client failed: {e}"));
+        .unwrap_or_else(|e| panic!("{levels} levels: a new client failed: {e}"));
     assert!(emulator.rss_kib() < RSS_BOUND_KIB);
 }
 
@@ -78,7 +96,10 @@ async fn nested_body_3000_levels_from_anonymous_client() {
 async fn endless_more_transfers_are_cut_at_max_message_size() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let mut emulator = ChildEmulator::start(&["--hub", "orders:1"]);
-        // A second, well-behaved client is connected the whole time.
+        // A well-behaved client is connected the whole time.
+        let (_connection, mut session) = authenticated_session(&emulator.endpoint(), "orders")
+            .await
+            .unwrap();
         let baseline = emulator.rss_kib();
         let mut stream = raw_sender_link(emulator.addr, "$cbs").await;
         let chunk = transfer(0, true, &vec![0x40; 60 * 1024]);
@@ -106,9 +127,10 @@ async fn endless_more_transfers_are_cut_at_max_message_size() {
             rss < RSS_BOUND_KIB,
             "RSS {rss} KiB (baseline {baseline} KiB)"
         );
+        send_on(&mut session, "during").await;
         authenticated_send(&emulator.endpoint(), "orders", "after")
             .await
-            .expect("a normal client is served");
+            .expect("a new client is served");
         eprintln!(
             "endless more=true: {sent} bytes written before the close; RSS {baseline} -> {rss} KiB"
         );
