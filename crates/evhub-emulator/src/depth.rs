@@ -33,6 +33,8 @@ enum Step {
     Skip(u64),
     /// Reading the small-ulong descriptor code of a message section.
     SectionCode,
+    /// Reading the 8-byte ulong descriptor code of a message section.
+    LongSectionCode { buf: [u8; 8], got: u8 },
     /// Stopped checking: the input is not valid AMQP (the decoder rejects it).
     Invalid,
 }
@@ -177,6 +179,19 @@ impl DepthScanner {
                     self.step = Step::Constructor;
                     self.value_done();
                 }
+                Step::LongSectionCode { mut buf, mut got } => {
+                    let n = usize::from(8 - got).min(data.len());
+                    buf[usize::from(got)..usize::from(got) + n].copy_from_slice(&data[..n]);
+                    got += n as u8;
+                    data = &data[n..];
+                    if got == 8 {
+                        self.in_body = matches!(u64::from_be_bytes(buf), 0x75..=0x77);
+                        self.step = Step::Constructor;
+                        self.value_done();
+                    } else {
+                        self.step = Step::LongSectionCode { buf, got };
+                    }
+                }
                 Step::Skip(left) => {
                     let n = left.min(data.len() as u64);
                     data = &data[n as usize..];
@@ -205,6 +220,12 @@ impl DepthScanner {
                         0x00 => self.open_compound(2)?,
                         0x40..=0x4f => self.value_done(),
                         0x53 if self.at_section_descriptor() => self.step = Step::SectionCode,
+                        0x80 if self.at_section_descriptor() => {
+                            self.step = Step::LongSectionCode {
+                                buf: [0; 8],
+                                got: 0,
+                            }
+                        }
                         0x50..=0x5f => self.skip(1),
                         0x60..=0x6f => self.skip(2),
                         0x70..=0x7f => self.skip(4),
@@ -282,6 +303,12 @@ mod tests {
         assert!(scanner.is_complete());
         // After the body, the footer is limited again.
         assert!(scanner.feed(&footer).is_err());
+        // The same body with a ulong (8-byte) section descriptor.
+        let mut long_body = vec![0x00, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x77];
+        long_body.extend(nested_described(3000));
+        let mut scanner = DepthScanner::for_message(8);
+        scanner.feed(&long_body).unwrap();
+        assert!(scanner.is_complete());
         // Annotations alone are limited; outside message mode, bodies too.
         assert!(DepthScanner::for_message(8)
             .feed(&deep_annotations)

@@ -195,7 +195,17 @@ impl InboundGuard {
             return Err(Violation::Malformed);
         }
         let channel = u16::from_be_bytes([frame[6], frame[7]]);
-        let is_transfer = frame[5] == 0 && body[1] == SMALL_ULONG && body[2] == TRANSFER;
+        // The descriptor: small-ulong `0x53 code` or ulong `0x80` + 8 bytes.
+        let (code, descriptor_end) = match body[1] {
+            SMALL_ULONG => (u64::from(body[2]), 3),
+            _ => {
+                let bytes = body.get(2..10).ok_or(Violation::Malformed)?;
+                let mut code = [0u8; 8];
+                code.copy_from_slice(bytes);
+                (u64::from_be_bytes(code), 10)
+            }
+        };
+        let is_transfer = frame[5] == 0 && code == u64::from(TRANSFER);
         if !is_transfer {
             // No payload: the body is the performative alone.
             depth::check(body, self.limits.max_depth)?;
@@ -203,7 +213,7 @@ impl InboundGuard {
         }
         // The performative first: its own depth, then its fields (the field
         // walk below recurses only as deep as the depth check allowed).
-        let performative = &body[3..];
+        let performative = &body[descriptor_end..];
         let list_len = match performative.first() {
             Some(0x45) => 1,
             Some(0xc0) => 2 + usize::from(*performative.get(1).ok_or(Violation::Malformed)?),
@@ -334,6 +344,23 @@ mod tests {
             guard.scan(&transfer(2, false, &deep[12..])),
             Err(Violation::TooDeep(8))
         );
+    }
+
+    #[test]
+    fn transfers_with_a_long_descriptor_are_followed_too() {
+        let mut guard = InboundGuard::new(limits(1000));
+        let mut body = vec![0x00, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x14];
+        body.extend_from_slice(&[0xc0, 0x08, 0x06, 0x52, 0x00, 0x43, 0x40, 0x40, 0x40, 0x41]);
+        body.extend_from_slice(&[0x40; 300]);
+        let chunk = frame(0, &body);
+        let mut result = Ok(());
+        for _ in 0..10 {
+            result = guard.scan(&chunk);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(Violation::MessageTooLarge { limit: 1000 }));
     }
 
     #[test]
