@@ -262,3 +262,72 @@ async fn close_is_bounded_and_releases_partitions_when_the_server_is_gone() {
     }
     b.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_deliver_each_committed_event_once() {
+    let hub = unique("blip");
+    common::create_hub(&hub, 2).unwrap();
+    let store = format!("memory://{}", unique("blip"));
+    let (proxy, net) = common::cuttable_proxy(common::emulator().local_addr())
+        .await
+        .unwrap();
+    let backend = EventHubsBackend::connect(&common::config_via(proxy, &store))
+        .await
+        .unwrap();
+    let consumer = backend
+        .consumer(&hub, ConsumerOptions::new("$Default"))
+        .await
+        .unwrap();
+    let producer = common::backend("memory")
+        .await
+        .unwrap()
+        .producer(&hub)
+        .await
+        .unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for round in 0..3 {
+        let events: Vec<Event> = (0..20)
+            .map(|i| Event::new(format!("r{round}-{i}")).with_key(format!("k{i}")))
+            .collect();
+        producer.send_batch(events).await.unwrap();
+        let want = (round + 1) * 20;
+        while seen.len() < want {
+            assert!(Instant::now() < deadline, "read {} of {want}", seen.len());
+            let batch = consumer
+                .recv_batch(50, Duration::from_millis(500))
+                .await
+                .or_else(|e| {
+                    if e.is_retriable() {
+                        Ok(Vec::new())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .unwrap();
+            for event in batch {
+                seen.push(String::from_utf8_lossy(&event.payload).into_owned());
+                consumer.commit(&event.checkpoint()).await.unwrap();
+            }
+        }
+        // A network blip: every connection of the member drops and is re-established.
+        net.reset();
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    while let Ok(batch) = consumer.recv_batch(50, Duration::from_millis(200)).await {
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(
+            batch
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.payload).into_owned()),
+        );
+    }
+    let mut distinct = seen.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 60, "every event read");
+    assert_eq!(seen.len(), 60, "no committed event read again: {seen:?}");
+    consumer.close().await.unwrap();
+}

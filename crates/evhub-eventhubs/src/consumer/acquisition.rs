@@ -1,6 +1,7 @@
 //! The partitions a member currently reads, one acquisition at a time.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,6 +16,26 @@ pub(crate) struct Acquired {
     /// and closes its client even when no event arrives (the processor then hands the
     /// partition out again, from the checkpoint, should this member win it back).
     pub ended: Arc<tokio::sync::Notify>,
+    /// What the pump has done so far, for the stall check of [`super::stall`].
+    pub progress: Arc<Progress>,
+}
+
+/// A pump's progress: written by the pump, read by the supervisor.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// Sequence number of the last event handed over; -1 before the first.
+    pub delivered: AtomicI64,
+    /// The pump is waiting for the receiver (not for room in the channel).
+    pub waiting: AtomicBool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicI64::new(-1),
+            waiting: AtomicBool::new(false),
+        }
+    }
 }
 
 /// Partitions currently read by this member. The dispatcher adds an acquisition, its pump

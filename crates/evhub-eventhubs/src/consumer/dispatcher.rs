@@ -9,7 +9,7 @@ use evhub_core::PartitionId;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, warn};
 
-use super::acquisition::Acquired;
+use super::acquisition::{Acquired, Progress};
 use super::pump::Job;
 use super::state::Shared;
 
@@ -35,6 +35,7 @@ pub(crate) async fn run_dispatcher(
         };
         let generation = shared.next_generation.fetch_add(1, Ordering::Relaxed);
         let ended = Arc::new(Notify::new());
+        let progress = Arc::new(Progress::default());
         if let Ok(mut reading) = shared.reading.lock() {
             let previous = reading.insert(
                 partition,
@@ -42,6 +43,7 @@ pub(crate) async fn run_dispatcher(
                     generation,
                     at: Instant::now(),
                     ended: ended.clone(),
+                    progress: progress.clone(),
                 },
             );
             if let Some(previous) = previous {
@@ -53,6 +55,7 @@ pub(crate) async fn run_dispatcher(
             partition,
             generation,
             ended,
+            progress,
         };
         if jobs.send(job).is_err() {
             return;

@@ -6,6 +6,8 @@
 //! - [`dispatcher`]: takes the partition clients the processor hands out;
 //! - [`pump`]: streams each owned partition into one channel of [`Item`]s that `recv` reads;
 //! - [`store`]: the store wrapper that remembers what this member holds;
+//! - [`processor`]: builds the SDK processor on a connection and runs balancer and dispatcher;
+//! - [`supervisor`]: replaces a connection the SDK cannot repair;
 //! - [`shutdown`]: leaving the group within bounded time.
 //!
 //! Rebalancing proceeds whether or not the application is inside `recv`.
@@ -14,18 +16,21 @@ mod acquisition;
 mod balancer;
 mod dispatcher;
 pub(crate) mod options;
+mod processor;
 mod pump;
 mod shutdown;
+mod stall;
 mod state;
 mod store;
+mod supervisor;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_messaging_eventhubs::models::{Checkpoint as SdkCheckpoint, StartPositions};
-use azure_messaging_eventhubs::{CheckpointStore, EventProcessor};
+use azure_messaging_eventhubs::models::Checkpoint as SdkCheckpoint;
+use azure_messaging_eventhubs::CheckpointStore;
 use evhub_core::telemetry::{commit_span, receive_span};
 use evhub_core::{
     Checkpoint, CommitOutcome, Consumer, Error, InitialPosition, PartitionId, ReceivedEvent, Result,
@@ -34,8 +39,8 @@ use tokio::sync::{mpsc, watch, Mutex, RwLock};
 use tracing::Instrument;
 
 use crate::connector::Connector;
-use crate::error::{from_core, from_hubs};
-use options::{default_start, ProcessorOptions};
+use crate::error::from_core;
+use options::ProcessorOptions;
 use shutdown::{Parts, STEP_TIMEOUT};
 use state::{Item, Shared, Sticky};
 use store::{GroupKey, TrackingStore};
@@ -76,7 +81,6 @@ impl EventHubsConsumer {
         options: &ProcessorOptions,
     ) -> Result<Self> {
         evhub_core::group::validate_hub_name(hub)?;
-        let client = connector.consumer(hub, group).await?;
         let namespace = options
             .checkpoint_namespace
             .clone()
@@ -93,21 +97,6 @@ impl EventHubsConsumer {
             options.load_balancing_interval,
             reading.clone(),
         ));
-        let build = async {
-            EventProcessor::builder()
-                .with_load_balancing_strategy(options.sdk_strategy())
-                .with_update_interval(to_azure(options.load_balancing_interval))
-                .with_partition_expiration_duration(to_azure(options.ownership_expiration))
-                .with_prefetch(options.prefetch)
-                .with_start_positions(StartPositions {
-                    per_partition: options.start_positions.clone(),
-                    default: default_start(initial),
-                })
-                .build(client, tracking.clone())
-                .await
-                .map_err(|e| from_hubs(&format!("joining group `{group}` on hub `{hub}`"), e))
-        };
-        let processor = connector.timed("joining the consumer group", build).await?;
         let shared = Arc::new(Shared {
             hub: Arc::from(hub),
             group: group.to_owned(),
@@ -116,20 +105,27 @@ impl EventHubsConsumer {
             store: tracking,
             reading,
             next_generation: AtomicU64::new(1),
+            failures: AtomicU32::new(0),
         });
         let (tx, rx) = mpsc::channel(BUFFER);
         let (stop, stop_rx) = watch::channel(false);
         let (jobs, pumps_done) = pump::start_pump_thread(shared.clone(), tx.clone(), stop_rx)?;
-        let balancer = tokio::spawn(balancer::run_balancer(
-            processor.clone(),
-            shared.clone(),
+        let launcher = Arc::new(processor::Launcher {
+            connector: connector.clone(),
+            initial,
+            shared: shared.clone(),
             tx,
-        ));
-        let dispatcher = tokio::spawn(dispatcher::run_dispatcher(
-            processor.clone(),
-            shared.clone(),
             jobs,
-        ));
+        });
+        let running = match launcher.launch().await {
+            Ok(running) => running,
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(e);
+            }
+        };
+        let running = Arc::new(Mutex::new(Some(running)));
+        let supervisor = tokio::spawn(supervisor::run_supervisor(launcher, running.clone()));
         Ok(Self {
             shared,
             events: Mutex::new(rx),
@@ -138,9 +134,8 @@ impl EventHubsConsumer {
             pending: SyncMutex::new(None),
             commits: RwLock::new(()),
             parts: SyncMutex::new(Some(Parts {
-                processor,
-                balancer,
-                dispatcher,
+                running,
+                supervisor,
                 stop,
                 pumps_done,
             })),
@@ -186,10 +181,6 @@ impl EventHubsConsumer {
             }
         }
     }
-}
-
-fn to_azure(d: Duration) -> azure_core::time::Duration {
-    azure_core::time::Duration::try_from(d).unwrap_or(azure_core::time::Duration::seconds(30))
 }
 
 #[async_trait]

@@ -5,6 +5,7 @@
 //! own (a current-thread runtime with a `LocalSet`); events cross to `recv` through a channel.
 //! The thread ends after the stop signal once every pump has closed its client.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use super::acquisition::Progress;
 use super::state::{Item, Shared};
 use crate::convert::from_received;
 use crate::error::from_hubs;
@@ -29,6 +31,8 @@ pub(crate) struct Job {
     pub generation: u64,
     /// Fires when the acquisition was ended by another task (taken over).
     pub ended: Arc<Notify>,
+    /// Where the pump reports its progress.
+    pub progress: Arc<Progress>,
 }
 
 /// Starts the pump thread; returns where to send jobs and a signal that fires when every pump
@@ -87,6 +91,7 @@ async fn pump(
         partition,
         generation,
         ended,
+        progress,
     } = job;
     debug!(hub = %shared.hub, group = %shared.group, partition, generation, "partition acquired");
     let recheck = shared.options.load_balancing_interval;
@@ -96,6 +101,7 @@ async fn pump(
         let mut delivered: Option<i64> = None;
         let mut replayed: u64 = 0;
         loop {
+            progress.waiting.store(true, Ordering::Relaxed);
             let item = tokio::select! {
                 _ = stop.changed() => break,
                 _ = ended.notified() => {
@@ -104,6 +110,7 @@ async fn pump(
                 }
                 item = stream.next() => item,
             };
+            progress.waiting.store(false, Ordering::Relaxed);
             let item = match item {
                 Some(Ok(data)) => {
                     // The SDK attaches a receiver lazily, so a member whose claim was just
@@ -131,6 +138,9 @@ async fn pump(
                     if sequence.is_some() {
                         delivered = sequence;
                     }
+                    if shared.failures.load(Ordering::Relaxed) != 0 {
+                        shared.failures.store(0, Ordering::Relaxed);
+                    }
                     match from_received(&shared.hub, partition, &data) {
                         Ok(event) => Item::Event {
                             partition,
@@ -144,9 +154,16 @@ async fn pump(
                     let error = from_hubs(&format!("reading partition {partition}"), e);
                     // Conflict = another member took the partition (epoch steal or revocation);
                     // a retriable failure: the processor hands the partition out again.
-                    if error.kind() != ErrorKind::Conflict && !error.is_retriable() {
+                    if !shared.is_current(partition, generation) {
+                        // Ended meanwhile (taken over, or the member is reconnecting and closed
+                        // this client): not the application's concern.
+                        debug!(error = %error, partition, generation, "ended partition's receiver failed");
+                    } else if error.kind() != ErrorKind::Conflict && !error.is_retriable() {
                         let _ = tx.send(Item::PartitionFailed(error)).await;
                     } else {
+                        if error.kind() != ErrorKind::Conflict {
+                            shared.failures.fetch_add(1, Ordering::Relaxed);
+                        }
                         debug!(error = %error, partition, generation, group = %shared.group, "partition released");
                     }
                     break;
@@ -162,8 +179,15 @@ async fn pump(
                 debug!(partition, generation, "partition taken over; pump stops");
                 break;
             }
+            let sent = match &item {
+                Item::Event { event, .. } => Some(event.offset),
+                _ => None,
+            };
             if tx.send(item).await.is_err() {
                 break;
+            }
+            if let Some(sequence) = sent {
+                progress.delivered.store(sequence, Ordering::Relaxed);
             }
         }
         if replayed > 0 {

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use azure_messaging_eventhubs::EventProcessor;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::warn;
 
+use super::processor::Running;
 use super::store::TrackingStore;
 
 /// How long each shutdown step may take.
@@ -17,20 +17,24 @@ pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `close` tears down.
 pub(crate) struct Parts {
-    pub processor: Arc<EventProcessor>,
-    pub balancer: JoinHandle<()>,
-    pub dispatcher: JoinHandle<()>,
+    pub running: Arc<Mutex<Option<Running>>>,
+    pub supervisor: JoinHandle<()>,
     pub stop: watch::Sender<bool>,
     pub pumps_done: oneshot::Receiver<()>,
 }
 
 impl Parts {
     pub async fn shutdown(self, store: &TrackingStore) {
-        let _ = self.processor.shutdown().await;
-        self.balancer.abort();
-        self.dispatcher.abort();
-        let _ = self.balancer.await;
-        let _ = self.dispatcher.await;
+        self.supervisor.abort();
+        let _ = self.supervisor.await;
+        let running = match tokio::time::timeout(STEP_TIMEOUT, self.running.lock()).await {
+            Ok(mut slot) => slot.take(),
+            Err(_) => None,
+        };
+        let mut running = running;
+        if let Some(running) = running.as_mut() {
+            running.stop().await;
+        }
         let _ = self.stop.send(true);
         if tokio::time::timeout(STEP_TIMEOUT, self.pumps_done)
             .await
@@ -45,12 +49,8 @@ impl Parts {
         {
             warn!("releasing partitions timed out; the claims expire instead");
         }
-        if let Ok(processor) = Arc::try_unwrap(self.processor) {
-            match tokio::time::timeout(STEP_TIMEOUT, processor.close()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(error = %e, "closing event processor"),
-                Err(_) => debug!("closing event processor timed out"),
-            }
+        if let Some(running) = running {
+            running.close(STEP_TIMEOUT).await;
         }
     }
 }

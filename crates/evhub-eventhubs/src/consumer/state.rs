@@ -1,7 +1,7 @@
 //! State shared by a member's handle and its background tasks, and what the tasks hand to
 //! `recv`.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use evhub_core::{Error, PartitionId, ReceivedEvent};
@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     /// Partitions currently read by this member, with a generation per acquisition.
     pub reading: Reading,
     pub next_generation: AtomicU64,
+    /// Partition reads that failed on the connection since an event was last delivered (see
+    /// [`super::supervisor`]).
+    pub failures: AtomicU32,
 }
 
 impl Shared {
@@ -60,6 +63,15 @@ impl Shared {
             .lock()
             .map(|r| r.keys().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Ends every acquisition (their pumps stop and close their clients).
+    pub fn end_all_acquisitions(&self) {
+        if let Ok(mut reading) = self.reading.lock() {
+            for (_, acquired) in reading.drain() {
+                acquired.ended.notify_one();
+            }
+        }
     }
 
     pub fn is_reading(&self, partition: PartitionId) -> bool {

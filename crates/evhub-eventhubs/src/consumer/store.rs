@@ -77,6 +77,13 @@ impl TrackingStore {
         result
     }
 
+    /// Forgets the owner id: the next processor (a new connection) has its own.
+    pub fn forget_owner(&self) {
+        if let Ok(mut owner) = self.owner.lock() {
+            *owner = None;
+        }
+    }
+
     fn owner(&self) -> Option<String> {
         self.owner.lock().ok().and_then(|o| o.clone())
     }

@@ -202,6 +202,8 @@ pub async fn cuttable_proxy(target: SocketAddr) -> std::io::Result<(SocketAddr, 
             };
             let Ok((mut client, _)) = accepted else { break };
             let mut cut = rx.clone();
+            // Only resets after this connection was accepted end it.
+            cut.borrow_and_update();
             tokio::spawn(async move {
                 let Ok(mut upstream) = TcpStream::connect(inner).await else {
                     return;
