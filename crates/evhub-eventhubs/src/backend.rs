@@ -85,7 +85,7 @@ impl Backend for EventHubsBackend {
         "eventhubs"
     }
 
-    /// `max_event_size` is what producers enforce: the maximum message size the namespace's
+    /// `max_event_bytes` is what producers enforce: the maximum message size the namespace's
     /// sender link advertised to the last producer opened (1 MiB, the Standard tier's, before
     /// any producer).
     fn capabilities(&self) -> Capabilities {

@@ -331,3 +331,51 @@ async fn dropped_connections_deliver_each_committed_event_once() {
     assert_eq!(seen.len(), 60, "no committed event read again: {seen:?}");
     consumer.close().await.unwrap();
 }
+
+/// `close` lets a commit in flight finish before it releases the partitions: the next member
+/// resumes after that commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_keeps_a_commit_in_flight() {
+    let hub = unique("close-commit");
+    common::create_hub(&hub, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = url::Url::from_directory_path(dir.path()).unwrap().to_string();
+    let backend = common::backend(&store).await.unwrap();
+    let events: Vec<Event> = (0..10).map(|i| Event::new(format!("e{i}"))).collect();
+    backend
+        .producer(&hub)
+        .await
+        .unwrap()
+        .send_batch(events)
+        .await
+        .unwrap();
+    let a = backend
+        .consumer(&hub, ConsumerOptions::new("$Default"))
+        .await
+        .unwrap();
+    let mut last = None;
+    for _ in 0..6 {
+        last = Some(
+            tokio::time::timeout(Duration::from_secs(20), a.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let last = last.unwrap();
+    assert_eq!(&last.payload[..], b"e5");
+    let checkpoint = last.checkpoint();
+    let (committed, closed) = tokio::join!(a.commit(&checkpoint), a.close());
+    closed.unwrap();
+    assert!(committed.unwrap().is_committed());
+    let b = backend
+        .consumer(&hub, ConsumerOptions::new("$Default"))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), b.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&next.payload[..], b"e6", "resumes after the commit made during close");
+    b.close().await.unwrap();
+}

@@ -97,3 +97,46 @@ async fn invalid_events_fail_before_anything_is_sent() {
         ErrorKind::Closed
     );
 }
+
+/// `max_event_bytes` is what the producer enforces: the sender link's advertised limit (here an
+/// emulator that allows 64 KiB), not the Standard tier's fixed 1 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capability_reports_the_limit_the_producer_enforces() {
+    use evhub_core::Backend;
+    let emulator = evhub_emulator::Emulator::builder()
+        .port(0)
+        .key(
+            "RootManageSharedAccessKey",
+            "ZXZodWItZXZlbnRodWJzLXRlc3Qta2V5LW5vdC1hLXNlY3JldA==",
+        )
+        .hub("small", 1)
+        .max_message_size(64 * 1024)
+        .start()
+        .await
+        .unwrap();
+    let proxy = common::latency_proxy(emulator.local_addr(), Duration::from_millis(3))
+        .await
+        .unwrap();
+    let config = common::config_via(proxy, "memory");
+    // config_via signs with the shared emulator's key; this one has the same key.
+    let backend = evhub_eventhubs::EventHubsBackend::connect(&config)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.capabilities().max_event_bytes,
+        evhub_eventhubs::STANDARD_MAX_EVENT_BYTES,
+        "before any link"
+    );
+    let producer = backend.producer("small").await.unwrap();
+    let limit = backend.capabilities().max_event_bytes;
+    assert_eq!(limit, 64 * 1024, "the link's limit");
+    // An event the capability allows is accepted; one beyond it is TooLarge.
+    producer.send(Event::new(vec![1u8; limit / 2])).await.unwrap();
+    let e = producer
+        .send(Event::new(vec![1u8; limit + 1]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    producer.close().await.unwrap();
+    emulator.shutdown().await;
+}

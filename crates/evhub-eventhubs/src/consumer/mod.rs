@@ -329,7 +329,7 @@ impl Consumer for EventHubsConsumer {
 
     /// Leaves the group: waits (bounded) for commits in flight, so everything the application
     /// committed is stored, then stops reading and releases the partitions at once. Returns
-    /// within about four [`STEP_TIMEOUT`]s even when the service and the store are gone.
+    /// within about four steps of 5 s each even when the service and the store are gone.
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         if tokio::time::timeout(STEP_TIMEOUT, self.commits.write())
