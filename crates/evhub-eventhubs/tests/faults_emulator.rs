@@ -339,7 +339,9 @@ async fn close_keeps_a_commit_in_flight() {
     let hub = unique("close-commit");
     common::create_hub(&hub, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = url::Url::from_directory_path(dir.path()).unwrap().to_string();
+    let store = url::Url::from_directory_path(dir.path())
+        .unwrap()
+        .to_string();
     let backend = common::backend(&store).await.unwrap();
     let events: Vec<Event> = (0..10).map(|i| Event::new(format!("e{i}"))).collect();
     backend
@@ -376,6 +378,10 @@ async fn close_keeps_a_commit_in_flight() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(&next.payload[..], b"e6", "resumes after the commit made during close");
+    assert_eq!(
+        &next.payload[..],
+        b"e6",
+        "resumes after the commit made during close"
+    );
     b.close().await.unwrap();
 }

@@ -131,7 +131,10 @@ async fn capability_reports_the_limit_the_producer_enforces() {
     let limit = backend.capabilities().max_event_bytes;
     assert_eq!(limit, 64 * 1024, "the link's limit");
     // An event the capability allows is accepted; one beyond it is TooLarge.
-    producer.send(Event::new(vec![1u8; limit / 2])).await.unwrap();
+    producer
+        .send(Event::new(vec![1u8; limit / 2]))
+        .await
+        .unwrap();
     let e = producer
         .send(Event::new(vec![1u8; limit + 1]))
         .await

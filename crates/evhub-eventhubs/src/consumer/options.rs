@@ -171,4 +171,70 @@ mod tests {
         c.partition_ownership_expiration_interval_ms = c.load_balancing_interval_ms;
         assert!(ProcessorOptions::from_config(&c).is_err());
     }
+
+    #[test]
+    fn processor_keys_from_toml_and_environment() {
+        use evhub_core::config::Config;
+        let cs =
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=a2V5";
+        let toml = format!(
+            "backend = \"eventhubs\"\nconnection_string = \"{cs}\"\n\
+             load_balancing_interval_ms = 5000\n\
+             partition_ownership_expiration_interval_ms = 30000\n\
+             load_balancing_strategy = \"balanced\"\nprefetch_count = 50\n\
+             checkpoint_namespace = \"127.0.0.1:5672\"\n\
+             [start_positions]\n\"0\" = \"latest\"\n\"3\" = \"sequence:7\"\n"
+        );
+        let from_env = Config::from_env_vars([
+            ("EVHUB_BACKEND".to_owned(), "eventhubs".to_owned()),
+            (
+                "EVHUB_EVENTHUBS_CONNECTION_STRING".to_owned(),
+                cs.to_owned(),
+            ),
+            (
+                "EVHUB_EVENTHUBS_LOAD_BALANCING_INTERVAL_MS".to_owned(),
+                "5000".to_owned(),
+            ),
+            (
+                "EVHUB_EVENTHUBS_PARTITION_OWNERSHIP_EXPIRATION_INTERVAL_MS".to_owned(),
+                "30000".to_owned(),
+            ),
+            (
+                "EVHUB_EVENTHUBS_LOAD_BALANCING_STRATEGY".to_owned(),
+                "balanced".to_owned(),
+            ),
+            ("EVHUB_EVENTHUBS_PREFETCH_COUNT".to_owned(), "50".to_owned()),
+            (
+                "EVHUB_EVENTHUBS_CHECKPOINT_NAMESPACE".to_owned(),
+                "127.0.0.1:5672".to_owned(),
+            ),
+            (
+                "EVHUB_EVENTHUBS_START_POSITIONS.0".to_owned(),
+                "latest".to_owned(),
+            ),
+            (
+                "EVHUB_EVENTHUBS_START_POSITIONS.3".to_owned(),
+                "sequence:7".to_owned(),
+            ),
+        ]);
+        for config in [Config::from_toml_str(&toml), from_env] {
+            let Ok(Config::EventHubs(c)) = config else {
+                panic!("not an eventhubs config: {config:?}");
+            };
+            let o = ProcessorOptions::from_config(&c).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(o.load_balancing_interval, Duration::from_secs(5));
+            assert_eq!(o.ownership_expiration, Duration::from_secs(30));
+            assert!(matches!(o.sdk_strategy(), ProcessorStrategy::Balanced));
+            assert_eq!(o.prefetch, 50);
+            assert_eq!(o.checkpoint_namespace.as_deref(), Some("127.0.0.1:5672"));
+            assert!(matches!(
+                o.start_positions["0"].location,
+                StartLocation::Latest
+            ));
+            assert!(matches!(
+                o.start_positions["3"].location,
+                StartLocation::SequenceNumber(7)
+            ));
+        }
+    }
 }
