@@ -70,3 +70,50 @@ impl TokenSource {
 pub fn credential_from_config(config: &EventHubsKafkaConfig) -> Result<Arc<dyn TokenCredential>> {
     evhub_azure::credential(&config.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use evhub_core::config::{AzureCredentialKind, EventHubsConfig, Secret};
+
+    /// Both Event Hubs backends build credentials with `evhub_azure`: the same settings give
+    /// the same answers, errors included.
+    #[test]
+    fn same_settings_same_answers_as_the_amqp_backend() {
+        let cs =
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=a2V5";
+        let mut kafka = EventHubsKafkaConfig::from_connection_string(
+            cs.parse().unwrap_or_else(|e| panic!("{e}")),
+        );
+        let mut amqp =
+            EventHubsConfig::from_connection_string(cs.parse().unwrap_or_else(|e| panic!("{e}")));
+        for kind in [
+            None,
+            Some(AzureCredentialKind::Default),
+            Some(AzureCredentialKind::ManagedIdentity),
+            Some(AzureCredentialKind::AzureCli),
+        ] {
+            kafka.credential = kind;
+            amqp.credential = kind;
+            assert!(credential_from_config(&kafka).is_ok(), "{kind:?}");
+            assert!(evhub_azure::credential(&(&amqp).into()).is_ok(), "{kind:?}");
+        }
+        kafka.credential = Some(AzureCredentialKind::ClientSecret);
+        amqp.credential = Some(AzureCredentialKind::ClientSecret);
+        kafka.tenant_id = Some("00000000-0000-0000-0000-000000000000".into());
+        amqp.tenant_id = kafka.tenant_id.clone();
+        kafka.client_secret = Some(Secret::new("shh-secret"));
+        amqp.client_secret = Some(Secret::new("shh-secret"));
+        let a = credential_from_config(&kafka).err().map(|e| e.to_string());
+        let b = evhub_azure::credential(&(&amqp).into())
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(a, b);
+        assert!(
+            a.as_deref()
+                .is_some_and(|t| t.contains("needs `client_id`")),
+            "{a:?}"
+        );
+        assert!(!a.unwrap_or_default().contains("shh-secret"));
+    }
+}
