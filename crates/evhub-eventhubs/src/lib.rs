@@ -25,6 +25,15 @@
 //! and string properties written by other clients read back as their UTF-8 bytes; an event's
 //! offset is its sequence number, the service offset string is kept in `service_offset`.
 //!
+//! Consumer groups: each member runs the SDK's `EventProcessor` with Microsoft's processor
+//! options (`load_balancing_interval_ms`, `partition_ownership_expiration_interval_ms`,
+//! `load_balancing_strategy`, `prefetch_count`, `start_positions`) over a checkpoint store in
+//! the blob layout Microsoft's processors share ([`checkpoint`]), so evhub members and
+//! `EventProcessorClient`s can split one group. Every store or balancing failure reaches
+//! `recv` (permanent ones end the member), `recv_batch` hands over what the receivers already
+//! fetched, and a member replaces a connection the SDK cannot repair (receivers failing
+//! repeatedly, or hanging while the partition holds newer events).
+//!
 //! Authentication comes from [`evhub_core::config::EventHubsConfig`]: a connection string with
 //! a SAS key or a SAS token, or `namespace` + an Azure AD `credential` (`default`,
 //! `client-secret`, `managed-identity`, `azure-cli`; the chain shared with `eventhubs-kafka`,
