@@ -162,13 +162,13 @@ pub fn header_text(headers: &Headers, name: &str) -> Option<String> {
         .map(|(_, v): &(String, Bytes)| String::from_utf8_lossy(v).into_owned())
 }
 
-/// RFC 3339 UTC with milliseconds.
+/// RFC 3339 UTC with exactly three fraction digits, so times also sort as text.
 pub fn rfc3339(at: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(at);
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339)
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from(at)
+        .format(FORMAT)
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
@@ -228,5 +228,7 @@ mod tests {
     fn time_is_rfc3339() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_767_323_045_123);
         assert_eq!(rfc3339(t), "2026-01-02T03:04:05.123Z");
+        let round = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_767_323_045_100);
+        assert_eq!(rfc3339(round), "2026-01-02T03:04:05.100Z", "fixed width");
     }
 }

@@ -77,6 +77,7 @@ mod builder;
 pub mod dead_letter;
 mod decision;
 mod handler;
+mod lag;
 mod retry;
 mod run;
 mod shutdown;

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::builder::Pipeline;
+use crate::lag::SharedOwned;
 use crate::shutdown::ShutdownToken;
 use crate::stats::{Counter, StatsSnapshot, StoppedPartition};
 use crate::worker::{run_lane, Done, Shared, WorkItem};
@@ -92,7 +93,7 @@ struct Coordinator {
     stopped: HashMap<PartitionId, String>,
     assigned: BTreeSet<PartitionId>,
     fatal: Option<Error>,
-    lag_supported: bool,
+    owned: SharedOwned,
 }
 
 impl Coordinator {
@@ -128,7 +129,7 @@ impl Coordinator {
             stopped: HashMap::new(),
             assigned: BTreeSet::new(),
             fatal: None,
-            lag_supported: true,
+            owned: SharedOwned::default(),
         }
     }
 
@@ -138,8 +139,14 @@ impl Coordinator {
         commit_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut assignment_tick = interval(ASSIGNMENT_EVERY);
         assignment_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut lag_tick = interval(settings.lag_interval);
-        lag_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let probe = tokio::spawn(crate::lag::run_probe(
+            self.source.clone(),
+            self.pipeline_hub.clone(),
+            self.shared.stats.clone(),
+            self.owned.clone(),
+            settings.lag_interval,
+            self.shared.stop.clone(),
+        ));
         let mut draining: Option<Instant> = None;
         let mut source_open = true;
 
@@ -174,10 +181,9 @@ impl Coordinator {
             tokio::select! {
                 biased;
                 _ = shutdown.wait(), if draining.is_none() => {}
-                // Timers before data: a busy source must not starve commits and lag checks.
+                // Timers before data: a busy source must not starve commits.
                 _ = commit_tick.tick() => self.commit().await,
                 _ = assignment_tick.tick() => self.check_assignment().await,
-                _ = lag_tick.tick() => self.report_lag().await,
                 Some(done) = self.done_rx.recv() => self.finished(done),
                 batch = self.consumer.recv_batch(max, RECV_WAIT), if can_receive => match batch {
                     Ok(events) => self.dispatch(events),
@@ -206,8 +212,20 @@ impl Coordinator {
             self.finished(done);
         }
         self.commit().await;
-        // Final lag and progress, so the returned snapshot is current.
-        self.report_lag().await;
+        // Final lag and progress, so the returned snapshot is current (bounded: metadata calls
+        // on a failing service must not hold the shutdown).
+        probe.abort();
+        self.share_owned();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            crate::lag::probe(
+                &self.source,
+                &self.pipeline_hub,
+                &self.shared.stats,
+                &self.owned,
+            ),
+        )
+        .await;
         self.workers.abort_all();
         while self.workers.join_next().await.is_some() {}
         self.shared.stats.set_in_flight(0);
@@ -352,6 +370,16 @@ impl Coordinator {
         self.assigned.remove(&partition);
     }
 
+    /// Copies the owned partitions and first offsets for the lag probe.
+    fn share_owned(&self) {
+        let mut owned = self
+            .owned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        owned.partitions = self.assigned.clone();
+        owned.first_received = self.first_received.clone();
+    }
+
     async fn commit(&mut self) {
         for checkpoint in self.tracker.ready() {
             match self.consumer.commit(&checkpoint).await {
@@ -387,48 +415,10 @@ impl Coordinator {
             self.revoke(p, "partition revoked");
         }
         self.assigned = now;
+        self.share_owned();
         self.shared
             .stats
             .set_owned(&self.assigned.iter().copied().collect::<Vec<_>>());
-    }
-
-    async fn report_lag(&mut self) {
-        if self.lag_supported {
-            for &p in &self.assigned {
-                match self
-                    .source
-                    .partition_properties(&self.pipeline_hub, p)
-                    .await
-                {
-                    Ok(props) => {
-                        let fallback = self
-                            .first_received
-                            .get(&p)
-                            .copied()
-                            .or(Some(props.begin_offset));
-                        self.shared.stats.end_offset(p, props.end_offset, fallback);
-                    }
-                    Err(e) if e.kind() == ErrorKind::Unsupported => {
-                        self.lag_supported = false;
-                        break;
-                    }
-                    Err(e) => tracing::debug!(partition = p, "pipeline: lag unavailable: {e}"),
-                }
-            }
-        }
-        let s = self.shared.stats.snapshot();
-        tracing::info!(
-            received = s.received,
-            handled = s.handled,
-            skipped = s.skipped,
-            produced = s.produced,
-            retried = s.retried,
-            dead_lettered = s.dead_lettered,
-            committed = s.committed,
-            in_flight = s.in_flight,
-            lag = s.total_lag(),
-            "pipeline progress"
-        );
     }
 }
 
