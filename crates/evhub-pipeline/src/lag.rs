@@ -33,12 +33,10 @@ pub(crate) async fn probe(
     for p in view.partitions {
         match source.partition_properties(hub, p).await {
             Ok(props) => {
-                let fallback = view
-                    .first_received
-                    .get(&p)
-                    .copied()
-                    .or(Some(props.begin_offset));
-                stats.end_offset(p, props.end_offset, fallback);
+                // Without a commit or a first event of this run the group's position is not
+                // visible through the consumer API: lag stays unknown rather than guessed.
+                let first = view.first_received.get(&p).copied();
+                stats.end_offset(p, props.end_offset, first);
             }
             Err(e) if e.kind() == ErrorKind::Unsupported => return false,
             Err(e) => tracing::debug!(partition = p, "pipeline: lag unavailable: {e}"),

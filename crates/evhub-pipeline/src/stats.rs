@@ -79,7 +79,8 @@ pub struct PartitionSnapshot {
     pub committed_offset: Option<i64>,
     /// End offset (next offset to be written) at the last lag check, where the backend reports it.
     pub end_offset: Option<i64>,
-    /// Events after the committed position (or after the first received one) at the last check.
+    /// Events after the committed position (or after the first event received in this run) at
+    /// the last check; `None` until this member committed or received something there.
     pub lag: Option<u64>,
 }
 
