@@ -46,6 +46,7 @@ mod connector;
 mod consumer;
 mod convert;
 mod error;
+mod poison;
 mod producer;
 mod reader;
 

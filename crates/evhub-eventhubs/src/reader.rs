@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use azure_messaging_eventhubs::{ConsumerClient, OpenReceiverOptions, StartLocation};
+use azure_messaging_eventhubs::{
+    ConsumerClient, EventReceiver, OpenReceiverOptions, StartLocation,
+};
 use evhub_core::telemetry::receive_span;
 use evhub_core::{Error, PartitionId, PartitionReader, ReceivedEvent, Result, StartPosition};
 use futures::StreamExt;
@@ -80,14 +82,30 @@ impl EventHubsReader {
             prefetch: Some(300),
             ..Default::default()
         };
-        let receiver = client
+        let receiver = match client
             .open_receiver_on_partition(partition.to_string(), Some(options))
             .await
-            .map_err(|e| from_hubs(&format!("reading hub `{hub}` partition {partition}"), e))?;
+        {
+            Ok(receiver) => receiver,
+            Err(e) => {
+                let _ = client.close().await;
+                return Err(from_hubs(
+                    &format!("reading hub `{hub}` partition {partition}"),
+                    e,
+                ));
+            }
+        };
         let (tx, rx) = mpsc::channel(BUFFER);
         let (stop, stop_rx) = watch::channel(false);
         let hub: Arc<str> = Arc::from(hub);
-        let task = tokio::spawn(pump(client, receiver, hub.clone(), partition, tx, stop_rx));
+        let source = Source {
+            connector: connector.clone(),
+            hub: hub.clone(),
+            group: group.to_owned(),
+            partition,
+            start: start.clone(),
+        };
+        let task = tokio::spawn(pump(source, (client, receiver), tx, stop_rx));
         Ok(Self {
             hub,
             partition,
@@ -120,51 +138,160 @@ impl EventHubsReader {
     }
 }
 
-async fn pump(
-    client: ConsumerClient,
-    receiver: azure_messaging_eventhubs::EventReceiver,
+/// Where a reader's pump reads, and how it reopens after an undecodable event.
+struct Source {
+    connector: Connector,
     hub: Arc<str>,
+    group: String,
     partition: PartitionId,
-    tx: mpsc::Sender<Result<ReceivedEvent>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    {
-        let mut stream = std::pin::pin!(receiver.stream_events());
-        let mut delivered: Option<i64> = None;
-        loop {
-            let item = tokio::select! {
-                _ = stop.changed() => break,
-                item = stream.next() => item,
-            };
-            let converted = match item {
-                Some(Ok(data)) => {
-                    // The SDK's receiver re-delivers from its opening position after a dropped
-                    // connection: skip what was already handed over.
-                    let sequence = data.sequence_number();
-                    if let (Some(seq), Some(last)) = (sequence, delivered) {
-                        if seq <= last {
-                            continue;
-                        }
-                    }
-                    if sequence.is_some() {
-                        delivered = sequence;
-                    }
-                    from_received(&hub, partition, &data)
-                }
-                Some(Err(e)) => Err(from_hubs(
+    start: StartPosition,
+}
+
+impl Source {
+    async fn open(&self, start: &StartPosition) -> Result<(ConsumerClient, EventReceiver)> {
+        let (hub, partition) = (&*self.hub, self.partition);
+        let client = self.connector.consumer(hub, &self.group).await?;
+        let options = OpenReceiverOptions {
+            start_position: Some(sdk_start(start)),
+            prefetch: Some(300),
+            ..Default::default()
+        };
+        match client
+            .open_receiver_on_partition(partition.to_string(), Some(options))
+            .await
+        {
+            Ok(receiver) => Ok((client, receiver)),
+            Err(e) => {
+                let _ = client.close().await;
+                Err(from_hubs(
                     &format!("reading hub `{hub}` partition {partition}"),
                     e,
-                )),
-                None => break,
-            };
-            let failed = converted.is_err();
-            if tx.send(converted).await.is_err() || failed {
-                break;
+                ))
             }
         }
     }
-    let _ = receiver.close().await;
-    let _ = client.close().await;
+
+    /// Sequence number of the event that did not decode: the one after the last delivered, or
+    /// the first one at the start position.
+    async fn undecodable_sequence(&self, delivered: Option<i64>) -> Option<i64> {
+        if let Some(last) = delivered {
+            return Some(last + 1);
+        }
+        match self.start {
+            StartPosition::Offset(n) => Some(n),
+            StartPosition::After(n) => Some(n + 1),
+            StartPosition::Earliest => {
+                // The failed connection may be gone: ask on a fresh one.
+                let client = self.connector.consumer(&self.hub, &self.group).await.ok()?;
+                let id = self.partition.to_string();
+                let read = client.get_partition_properties(&id);
+                let first = match tokio::time::timeout(Duration::from_secs(10), read).await {
+                    Ok(Ok(p)) if !p.is_empty => Some(p.beginning_sequence_number),
+                    _ => None,
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(3), client.close()).await;
+                first
+            }
+            StartPosition::Latest | StartPosition::Time(_) => None,
+        }
+    }
+}
+
+/// How one receiver's stream ended.
+enum Ended {
+    /// Stopped by `close`, or the application went away.
+    Done,
+    /// An undecodable event after `delivered`.
+    Undecodable(Error),
+}
+
+async fn pump(
+    source: Source,
+    first: (ConsumerClient, EventReceiver),
+    tx: mpsc::Sender<Result<ReceivedEvent>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (hub, partition) = (source.hub.clone(), source.partition);
+    let mut delivered: Option<i64> = None;
+    let mut current = Some(first);
+    loop {
+        let (client, receiver) = match current.take() {
+            Some(opened) => opened,
+            None => {
+                let start = match delivered {
+                    Some(last) => StartPosition::After(last),
+                    None => source.start.clone(),
+                };
+                match source.open(&start).await {
+                    Ok(opened) => opened,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        };
+        let ended = {
+            let mut stream = std::pin::pin!(receiver.stream_events());
+            loop {
+                let item = tokio::select! {
+                    _ = stop.changed() => break Ended::Done,
+                    item = stream.next() => item,
+                };
+                let converted = match item {
+                    Some(Ok(data)) => {
+                        // The SDK's receiver re-delivers from its opening position after a
+                        // dropped connection: skip what was already handed over.
+                        let sequence = data.sequence_number();
+                        if let (Some(seq), Some(last)) = (sequence, delivered) {
+                            if seq <= last {
+                                continue;
+                            }
+                        }
+                        if sequence.is_some() {
+                            delivered = sequence;
+                        }
+                        from_received(&hub, partition, &data)
+                    }
+                    Some(Err(e)) => {
+                        let error =
+                            from_hubs(&format!("reading hub `{hub}` partition {partition}"), e);
+                        if crate::poison::is_undecodable(&error) {
+                            break Ended::Undecodable(error);
+                        }
+                        Err(error)
+                    }
+                    None => break Ended::Done,
+                };
+                let failed = converted.is_err();
+                if tx.send(converted).await.is_err() || failed {
+                    break Ended::Done;
+                }
+            }
+        };
+        let skip = match &ended {
+            Ended::Undecodable(_) => source.undecodable_sequence(delivered).await,
+            Ended::Done => None,
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), receiver.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), client.close()).await;
+        match (ended, skip) {
+            (Ended::Done, _) => return,
+            (Ended::Undecodable(cause), Some(sequence)) => {
+                let report = crate::poison::skipped(&hub, partition, sequence, &cause);
+                tracing::warn!(error = %report, "skipping an undecodable event");
+                if tx.send(Err(report)).await.is_err() {
+                    return;
+                }
+                delivered = Some(sequence);
+            }
+            (Ended::Undecodable(cause), None) => {
+                // Where the event sits is unknown (start at latest or a time): report and stop.
+                let _ = tx.send(Err(cause)).await;
+                return;
+            }
+        }
+    }
 }
 
 #[async_trait]

@@ -27,6 +27,8 @@ pub(crate) struct Progress {
     pub delivered: AtomicI64,
     /// The pump is waiting for the receiver (not for room in the channel).
     pub waiting: AtomicBool,
+    /// Sequence number of the last event `recv` returned to the application; -1 before.
+    pub handed: AtomicI64,
 }
 
 impl Default for Progress {
@@ -34,6 +36,7 @@ impl Default for Progress {
         Self {
             delivered: AtomicI64::new(-1),
             waiting: AtomicBool::new(false),
+            handed: AtomicI64::new(-1),
         }
     }
 }

@@ -172,7 +172,7 @@ impl EventHubsConsumer {
                 event,
             } => self
                 .shared
-                .is_current(partition, generation)
+                .hand_over(partition, generation, event.offset)
                 .then_some(Ok(event)),
             Item::PartitionFailed(error) | Item::Stalled(error) => Some(Err(error)),
             Item::Fatal(error) => {

@@ -21,6 +21,10 @@ use super::state::{Item, Shared};
 use crate::convert::from_received;
 use crate::error::from_hubs;
 
+/// How long a pump that met an undecodable event waits for the application to take the
+/// events before it.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
 /// How long closing one partition client may take (the server may be gone).
 const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -100,6 +104,7 @@ async fn pump(
         let mut verified: Option<Instant> = None;
         let mut delivered: Option<i64> = None;
         let mut replayed: u64 = 0;
+        let mut undecodable: Option<Error> = None;
         loop {
             progress.waiting.store(true, Ordering::Relaxed);
             let item = tokio::select! {
@@ -158,6 +163,8 @@ async fn pump(
                         // Ended meanwhile (taken over, or the member is reconnecting and closed
                         // this client): not the application's concern.
                         debug!(error = %error, partition, generation, "ended partition's receiver failed");
+                    } else if crate::poison::is_undecodable(&error) {
+                        undecodable = Some(error);
                     } else if error.kind() != ErrorKind::Conflict && !error.is_retriable() {
                         let _ = tx.send(Item::PartitionFailed(error)).await;
                     } else {
@@ -196,6 +203,32 @@ async fn pump(
                 generation, replayed, "skipped events the receiver delivered again"
             );
         }
+        if let Some(cause) = undecodable {
+            // Skip the event only once the application has every event before it: the next
+            // acquisition starts after it, so an event still buffered here would be lost.
+            let last = delivered.unwrap_or(-1);
+            let limit = Instant::now() + DRAIN_LIMIT;
+            let drained = loop {
+                if progress.handed.load(Ordering::Relaxed) >= last {
+                    break true;
+                }
+                if Instant::now() >= limit || !shared.is_current(partition, generation) {
+                    break false;
+                }
+                tokio::select! {
+                    _ = stop.changed() => break false,
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            };
+            let sequence = if drained {
+                delivered
+                    .or_else(|| shared.store.listed_checkpoint(partition))
+                    .map(|last| last + 1)
+            } else {
+                None
+            };
+            skip_undecodable(&shared, partition, sequence, cause, &tx).await;
+        }
     }
     if let Ok(mut reading) = shared.reading.lock() {
         if reading
@@ -219,4 +252,31 @@ async fn pump(
         ),
     }
     debug!(partition, generation, "pump ended");
+}
+
+/// The event `sequence` does not decode, and the connection broke on it: the next acquisition
+/// starts after it (the store wrapper makes the processor resume there), and `recv` reports
+/// one error for it.
+async fn skip_undecodable(
+    shared: &Shared,
+    partition: PartitionId,
+    sequence: Option<i64>,
+    cause: Error,
+    tx: &mpsc::Sender<Item>,
+) {
+    let report = match sequence {
+        Some(sequence) => {
+            shared.store.skip_through(partition, sequence);
+            let report = crate::poison::skipped(&shared.hub, partition, sequence, &cause);
+            tracing::warn!(error = %report, "skipping an undecodable event");
+            report
+        }
+        // Where it sits is unknown (nothing delivered and no checkpoint), or the application
+        // has not taken the events before it yet: report it; the partition is read again
+        // from the checkpoint and meets the event again.
+        None => cause,
+    };
+    // The connection broke on the event; the supervisor replaces it if the SDK cannot.
+    shared.failures.fetch_add(1, Ordering::Relaxed);
+    let _ = tx.send(Item::PartitionFailed(report)).await;
 }

@@ -57,6 +57,22 @@ impl Shared {
             .unwrap_or(false)
     }
 
+    /// Whether an event of `generation` may go to the application; records it as handed over.
+    pub fn hand_over(&self, partition: PartitionId, generation: u64, sequence: i64) -> bool {
+        let Ok(reading) = self.reading.lock() else {
+            return false;
+        };
+        match reading.get(&partition) {
+            Some(a) if a.generation == generation => {
+                a.progress
+                    .handed
+                    .store(sequence, std::sync::atomic::Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Partitions currently read.
     pub fn reading(&self) -> Vec<PartitionId> {
         self.reading

@@ -38,6 +38,10 @@ pub(crate) struct TrackingStore {
     last_error: Mutex<Option<Error>>,
     /// The member's current acquisitions; listings that name another owner end them.
     reading: Reading,
+    /// Sequence numbers of the last checkpoint listing, per partition id.
+    listed: Mutex<HashMap<String, i64>>,
+    /// Undecodable events to start after, per partition id (see [`crate::poison`]).
+    skips: Mutex<HashMap<String, i64>>,
 }
 
 impl TrackingStore {
@@ -49,6 +53,8 @@ impl TrackingStore {
     ) -> Self {
         Self {
             reading,
+            listed: Mutex::new(HashMap::new()),
+            skips: Mutex::new(HashMap::new()),
             inner,
             key,
             recheck,
@@ -75,6 +81,25 @@ impl TrackingStore {
             }
         }
         result
+    }
+
+    /// The sequence number of `partition`'s checkpoint in the last listing.
+    pub fn listed_checkpoint(&self, partition: PartitionId) -> Option<i64> {
+        self.listed
+            .lock()
+            .ok()?
+            .get(&partition.to_string())
+            .copied()
+    }
+
+    /// Makes the processor start `partition` after `sequence` (an undecodable event) when the
+    /// group's checkpoint is older. Nothing is written: the group's checkpoint moves only with
+    /// the application's commits.
+    pub fn skip_through(&self, partition: PartitionId, sequence: i64) {
+        if let Ok(mut skips) = self.skips.lock() {
+            let entry = skips.entry(partition.to_string()).or_insert(sequence);
+            *entry = (*entry).max(sequence);
+        }
     }
 
     /// Forgets the owner id: the next processor (a new connection) has its own.
@@ -245,12 +270,44 @@ impl CheckpointStore for TrackingStore {
         consumer_group: &str,
     ) -> azure_core::Result<Vec<SdkCheckpoint>> {
         let _ = namespace;
-        self.record(
+        let mut all = self.record(
             "listing checkpoints",
             self.inner
                 .list_checkpoints(&self.key.namespace, event_hub_name, consumer_group)
                 .await,
-        )
+        )?;
+        if let Ok(mut listed) = self.listed.lock() {
+            listed.clear();
+            for c in &all {
+                if let Some(sequence) = c.sequence_number {
+                    listed.insert(c.partition_id.clone(), sequence);
+                }
+            }
+        }
+        let skips = self.skips.lock().map(|s| s.clone()).unwrap_or_default();
+        for (partition, skip) in skips {
+            let stored = all.iter_mut().find(|c| c.partition_id == partition);
+            let behind = stored
+                .as_ref()
+                .is_none_or(|c| c.sequence_number.is_none_or(|s| s < skip));
+            if !behind {
+                continue;
+            }
+            let start_after = SdkCheckpoint {
+                fully_qualified_namespace: self.key.namespace.clone(),
+                event_hub_name: event_hub_name.to_owned(),
+                consumer_group: consumer_group.to_owned(),
+                partition_id: partition.clone(),
+                // No offset: the processor starts after the sequence number.
+                offset: None,
+                sequence_number: Some(skip),
+            };
+            match stored {
+                Some(c) => *c = start_after,
+                None => all.push(start_after),
+            }
+        }
+        Ok(all)
     }
 
     async fn list_ownerships(
