@@ -274,4 +274,3 @@ impl fmt::Debug for EventHubsConfig {
             .finish()
     }
 }
-
