@@ -1,11 +1,13 @@
 //! librdkafka messages → owned evhub events.
 //!
 //! The keys and payloads of one fetched batch are copied into one buffer and handed out as
-//! slices of it: one allocation (and one free, wherever the last event of the batch is dropped)
-//! per batch instead of two per event. An application that keeps one event keeps its batch's
-//! buffer alive; batches are capped at [`BATCH_BYTES`] to bound that.
+//! slices of it: no allocation per event. When the last event of a batch is dropped (on the
+//! application's thread), its buffer goes back to a small [`BufferPool`] the poll thread takes
+//! the next buffers from, so buffers are neither allocated nor freed (nor page-faulted in) per
+//! batch. An application that keeps one event keeps its batch's buffer alive; batches are capped
+//! at [`BATCH_BYTES`] to bound that.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -68,11 +70,43 @@ pub(crate) fn buffered_len(message: &BorrowedMessage<'_>) -> usize {
     message.key_len() + message.payload_len()
 }
 
-/// Converts `messages` (all of topic `hub`) into owned events, in order, sharing one buffer.
-/// Messages with a partition id that is not a valid evhub partition are skipped.
-pub(crate) fn events(hub: &Arc<str>, messages: &[BorrowedMessage<'_>]) -> Vec<ReceivedEvent> {
+/// Batch buffers returned by dropped events, for the next batches.
+#[derive(Debug, Default)]
+pub(crate) struct BufferPool(Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    /// Buffers kept for reuse; more are freed.
+    const KEEP: usize = 8;
+
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut buffer = crate::util::lock(&self.0).pop().unwrap_or_default();
+        buffer.reserve(capacity);
+        buffer
+    }
+
+    fn put(&self, mut buffer: Vec<u8>) {
+        if buffer.capacity() > 2 * BATCH_BYTES {
+            return;
+        }
+        buffer.clear();
+        let mut spare = crate::util::lock(&self.0);
+        if spare.len() < Self::KEEP {
+            spare.push(buffer);
+        }
+    }
+}
+
+/// Converts `messages` (all of topic `hub`) into owned events appended to `out`, in order,
+/// sharing one buffer from `pool`. Messages with a partition id that is not a valid evhub
+/// partition are skipped.
+pub(crate) fn events_into(
+    hub: &Arc<str>,
+    messages: &[BorrowedMessage<'_>],
+    pool: &Arc<BufferPool>,
+    out: &mut Vec<ReceivedEvent>,
+) {
     let total: usize = messages.iter().map(buffered_len).sum();
-    let mut buffer = Vec::with_capacity(total);
+    let mut buffer = pool.take(total);
     for m in messages {
         if let Some(key) = m.key() {
             buffer.extend_from_slice(key);
@@ -81,7 +115,10 @@ pub(crate) fn events(hub: &Arc<str>, messages: &[BorrowedMessage<'_>]) -> Vec<Re
             buffer.extend_from_slice(payload);
         }
     }
-    let buffer = Bytes::from_owner(BatchBuffer(buffer));
+    let buffer = Bytes::from_owner(BatchBuffer {
+        bytes: buffer,
+        pool: pool.clone(),
+    });
     let mut at = 0;
     let mut slice = |len: usize| {
         let part = if len == 0 {
@@ -92,7 +129,7 @@ pub(crate) fn events(hub: &Arc<str>, messages: &[BorrowedMessage<'_>]) -> Vec<Re
         at += len;
         part
     };
-    let mut out = Vec::with_capacity(messages.len());
+    out.reserve(messages.len());
     for m in messages {
         let key = m.key().map(|k| slice(k.len()));
         let payload = slice(m.payload_len());
@@ -110,6 +147,16 @@ pub(crate) fn events(hub: &Arc<str>, messages: &[BorrowedMessage<'_>]) -> Vec<Re
             headers: headers(m),
         });
     }
+}
+
+/// [`events_into`] a new `Vec`.
+pub(crate) fn events(
+    hub: &Arc<str>,
+    messages: &[BorrowedMessage<'_>],
+    pool: &Arc<BufferPool>,
+) -> Vec<ReceivedEvent> {
+    let mut out = Vec::new();
+    events_into(hub, messages, pool, &mut out);
     out
 }
 
@@ -117,11 +164,20 @@ pub(crate) fn events(hub: &Arc<str>, messages: &[BorrowedMessage<'_>]) -> Vec<Re
 /// count `Bytes` keeps next to it is then never on a cache line shared with the previous batch's,
 /// which the application thread decrements while the poll thread builds the next batch.
 #[repr(align(128))]
-struct BatchBuffer(Vec<u8>);
+struct BatchBuffer {
+    bytes: Vec<u8>,
+    pool: Arc<BufferPool>,
+}
 
 impl AsRef<[u8]> for BatchBuffer {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+}
+
+impl Drop for BatchBuffer {
+    fn drop(&mut self) {
+        self.pool.put(std::mem::take(&mut self.bytes));
     }
 }
 

@@ -45,8 +45,9 @@ pub(crate) struct GroupState {
 
 #[derive(Debug, Default)]
 struct Queue {
-    batches: VecDeque<std::vec::IntoIter<ReceivedEvent>>,
-    events: usize,
+    /// One ring for all partitions, in fetch order; it keeps its capacity, so a steady stream
+    /// allocates nothing here.
+    events: VecDeque<ReceivedEvent>,
     bytes: usize,
     /// Indexed by partition id: `Some` while owned.
     owned: Vec<Option<Owned>>,
@@ -90,15 +91,14 @@ impl Queue {
     }
 
     fn full(&self) -> bool {
-        self.events >= HIGH_EVENTS || self.bytes >= HIGH_BYTES
+        self.events.len() >= HIGH_EVENTS || self.bytes >= HIGH_BYTES
     }
 
     fn low(&self) -> bool {
-        self.events <= HIGH_EVENTS / 2 && self.bytes <= HIGH_BYTES / 2
+        self.events.len() <= HIGH_EVENTS / 2 && self.bytes <= HIGH_BYTES / 2
     }
 
     fn taken(&mut self, e: &ReceivedEvent) {
-        self.events -= 1;
         self.bytes -= event_bytes(e);
         if let Some(owned) = self.owned_mut(e.partition) {
             owned.delivered = Some(owned.delivered.map_or(e.offset, |d| d.max(e.offset)));
@@ -132,9 +132,10 @@ impl GroupState {
         self.revision.load(Ordering::Acquire)
     }
 
-    /// Queues a fetched batch whose first message was polled at `revision`, dropping events of
+    /// Moves a fetched batch whose first message was polled at `revision` into the queue
+    /// (leaving `batch` empty, its allocation kept for the next batch), dropping events of
     /// partitions revoked since. Returns whether the queue is now above the pause mark.
-    pub fn push(&self, mut batch: Vec<ReceivedEvent>, revision: u64) -> bool {
+    pub fn push(&self, batch: &mut Vec<ReceivedEvent>, revision: u64) -> bool {
         let full = {
             let mut q = lock(&self.queue);
             if self.revision() != revision {
@@ -146,10 +147,11 @@ impl GroupState {
                         .is_some_and(|o| o.since <= revision)
                 });
             }
-            if !batch.is_empty() && q.end.is_none() {
-                q.events += batch.len();
+            if q.end.is_none() {
                 q.bytes += batch.iter().map(event_bytes).sum::<usize>();
-                q.batches.push_back(batch.into_iter());
+                q.events.extend(batch.drain(..));
+            } else {
+                batch.clear();
             }
             q.full()
         };
@@ -178,59 +180,31 @@ impl GroupState {
     /// The next queued event, without waiting.
     pub fn take(&self) -> Taken<ReceivedEvent> {
         let mut q = lock(&self.queue);
-        loop {
-            let Some(front) = q.batches.front_mut() else {
-                return match q.end.as_mut() {
-                    Some(end) => Taken::Ended(end.error()),
-                    None => Taken::Empty,
-                };
-            };
-            match front.next() {
-                Some(event) => {
-                    if front.len() == 0 {
-                        q.batches.pop_front();
-                    }
-                    q.taken(&event);
-                    self.after_take(&mut q);
-                    return Taken::Ready(event);
-                }
-                None => {
-                    q.batches.pop_front();
-                }
+        match q.events.pop_front() {
+            Some(event) => {
+                q.taken(&event);
+                self.after_take(&mut q);
+                Taken::Ready(event)
             }
+            None => match q.end.as_mut() {
+                Some(end) => Taken::Ended(end.error()),
+                None => Taken::Empty,
+            },
         }
     }
 
-    /// Up to `max` queued events in order, without waiting. Whole fetched batches move without
-    /// copying their events.
+    /// Up to `max` queued events in order, without waiting, in a `Vec` allocated by the calling
+    /// thread (which will also free it).
     pub fn take_batch(&self, max: usize) -> Taken<Vec<ReceivedEvent>> {
         let mut q = lock(&self.queue);
-        let mut out: Vec<ReceivedEvent> = Vec::new();
-        while out.len() < max {
-            let Some(front) = q.batches.front_mut() else {
-                break;
-            };
-            let room = max - out.len();
-            if front.len() <= room {
-                let Some(batch) = q.batches.pop_front() else {
-                    break;
-                };
-                if out.is_empty() {
-                    // Reuses the fetched batch's allocation.
-                    out = batch.collect();
-                } else {
-                    out.extend(batch);
-                }
-            } else {
-                out.extend(front.by_ref().take(room));
-            }
-        }
-        if out.is_empty() {
+        let n = max.min(q.events.len());
+        if n == 0 {
             return match q.end.as_mut() {
                 Some(end) => Taken::Ended(end.error()),
                 None => Taken::Empty,
             };
         }
+        let out: Vec<ReceivedEvent> = q.events.drain(..n).collect();
         for e in &out {
             q.taken(e);
         }
@@ -261,8 +235,7 @@ impl GroupState {
     /// Ends the member now: queued events are dropped, every later call is `Closed`.
     pub fn close(&self) {
         let mut q = lock(&self.queue);
-        q.batches.clear();
-        q.events = 0;
+        q.events.clear();
         q.bytes = 0;
         let closed = Error::closed("consumer");
         q.end = Some(End {
@@ -301,24 +274,12 @@ impl GroupState {
                 *slot = None;
             }
         }
-        let had = q.events;
+        let had = q.events.len();
         if had > 0 {
-            let batches = std::mem::take(&mut q.batches);
-            let (mut events, mut bytes) = (0, 0);
-            for batch in batches {
-                let kept: Vec<ReceivedEvent> = batch
-                    .filter(|e| !partitions.contains(&e.partition))
-                    .collect();
-                if !kept.is_empty() {
-                    events += kept.len();
-                    bytes += kept.iter().map(event_bytes).sum::<usize>();
-                    q.batches.push_back(kept.into_iter());
-                }
-            }
-            q.events = events;
-            q.bytes = bytes;
-            if had != events {
-                tracing::debug!(hub = %self.hub, dropped = had - events, "dropped queued events of revoked partitions");
+            q.events.retain(|e| !partitions.contains(&e.partition));
+            if q.events.len() != had {
+                q.bytes = q.events.iter().map(event_bytes).sum();
+                tracing::debug!(hub = %self.hub, dropped = had - q.events.len(), "dropped queued events of revoked partitions");
             }
         }
         self.after_take(&mut q);

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::cluster::Cluster;
 use crate::config::ClientKind;
 use crate::context::EvhubContext;
-use crate::convert::{self, buffered_len, BATCH_BYTES};
+use crate::convert::{self, buffered_len, BufferPool, BATCH_BYTES};
 use crate::error::map_kafka_error;
 use crate::util::blocking;
 
@@ -27,6 +27,7 @@ type Reader = StreamConsumer<EvhubContext>;
 /// Reads one partition from a start position; commits nothing.
 pub struct KafkaReader {
     hub: Arc<str>,
+    buffers: Arc<BufferPool>,
     partition: PartitionId,
     consumer: Arc<Reader>,
     closed: AtomicBool,
@@ -68,6 +69,7 @@ impl KafkaReader {
         let (stop, _) = watch::channel(false);
         Ok(Self {
             hub,
+            buffers: Arc::default(),
             partition,
             consumer,
             closed: AtomicBool::new(false),
@@ -131,7 +133,7 @@ impl KafkaReader {
                 }
             }
             if !messages.is_empty() {
-                return Ok(convert::events(&self.hub, &messages));
+                return Ok(convert::events(&self.hub, &messages, &self.buffers));
             }
         }
     }

@@ -21,7 +21,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::context::EvhubContext;
-use crate::convert::{self, buffered_len, HubNames, BATCH_BYTES, BATCH_EVENTS};
+use crate::convert::{self, buffered_len, BufferPool, HubNames, BATCH_BYTES, BATCH_EVENTS};
 use crate::error::map_kafka_error;
 use crate::group::GroupState;
 
@@ -42,6 +42,8 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("evhub-kafka-{}", group.hub))
         .spawn(move || {
+            // However the thread ends, `recv` must not wait for events that never come.
+            let _ended = EndOnExit(&group);
             poll_until_stopped(&consumer, &group, &stop);
             leave(consumer, &group);
             let _ = done.send(());
@@ -54,10 +56,20 @@ fn poll_until_stopped(consumer: &Member, group: &GroupState, stop: &AtomicBool) 
     let mut paused_at: Option<u64> = None;
     let mut messages: Vec<BorrowedMessage<'_>> = Vec::with_capacity(BATCH_EVENTS);
     let mut hubs = HubNames::new(&group.hub);
+    let buffers = Arc::new(BufferPool::default());
+    let mut events = Vec::with_capacity(BATCH_EVENTS);
+    // The assignment revision whose partitions were last resumed: librdkafka keeps a
+    // partition paused across a revocation and a new assignment, so partitions assigned while
+    // (or after) fetching was paused are resumed explicitly.
+    let mut resumed_at = group.revision();
     while !stop.load(Ordering::Acquire) {
         if paused_at.is_some() && !group.still_paused() {
-            set_paused(consumer, group, false);
             paused_at = None;
+            resumed_at = u64::MAX;
+        }
+        if paused_at.is_none() && resumed_at != group.revision() {
+            resumed_at = group.revision();
+            set_paused(consumer, group, false);
         }
         let Some(first) = consumer.poll(if paused_at.is_some() {
             PAUSED_POLL
@@ -86,10 +98,10 @@ fn poll_until_stopped(consumer: &Member, group: &GroupState, stop: &AtomicBool) 
         if messages.is_empty() {
             continue;
         }
-        let events = convert::events(hubs.next(), &messages);
+        convert::events_into(hubs.next(), &messages, &buffers, &mut events);
         messages.clear();
         tracing::trace!(hub = %group.hub, events = events.len(), "fetched batch");
-        let full = group.push(events, revision);
+        let full = group.push(&mut events, revision);
         if full && paused_at != Some(group.revision()) {
             set_paused(consumer, group, true);
             group.set_paused();
@@ -148,6 +160,19 @@ fn leave(consumer: Arc<Member>, group: &GroupState) {
     // a blocking thread may hold the last one instead.
     drop(consumer);
     tracing::debug!(hub = %hub, "poll thread ended");
+}
+
+/// Ends the member for the application when the poll thread ends (a no-op after `close`,
+/// which ended it already; the error for a thread that panicked).
+struct EndOnExit<'a>(&'a GroupState);
+
+impl Drop for EndOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.fail(Error::new(
+            ErrorKind::Other,
+            "the consumer's poll thread ended unexpectedly",
+        ));
+    }
 }
 
 /// The error for a member whose poll thread could not be started.

@@ -43,8 +43,8 @@ fn revocation_drops_queued_events_of_the_partition_only() {
     let s = state();
     s.assigned(&[0, 1]);
     let r = s.revision();
-    s.push(vec![event(0, 0), event(1, 0), event(0, 1)], r);
-    s.push(vec![event(1, 1)], r);
+    s.push(&mut vec![event(0, 0), event(1, 0), event(0, 1)], r);
+    s.push(&mut vec![event(1, 1)], r);
     s.revoked(&[0]);
     let Taken::Ready(batch) = s.take_batch(10) else {
         panic!("nothing queued")
@@ -62,7 +62,7 @@ fn a_batch_fetched_before_a_revocation_loses_the_revoked_events() {
     let fetched_at = s.revision();
     s.revoked(&[1]);
     s.assigned(&[1]); // re-assigned: the events fetched earlier are not of this assignment
-    s.push(vec![event(0, 5), event(1, 5)], fetched_at);
+    s.push(&mut vec![event(0, 5), event(1, 5)], fetched_at);
     let Taken::Ready(e) = s.take() else {
         panic!("empty")
     };
@@ -75,8 +75,8 @@ fn batches_split_at_max_and_keep_order() {
     let s = state();
     s.assigned(&[0]);
     let r = s.revision();
-    s.push((0..5).map(|o| event(0, o)).collect(), r);
-    s.push((5..8).map(|o| event(0, o)).collect(), r);
+    s.push(&mut (0..5).map(|o| event(0, o)).collect(), r);
+    s.push(&mut (5..8).map(|o| event(0, o)).collect(), r);
     let mut offsets = Vec::new();
     for max in [2, 4, 10] {
         if let Taken::Ready(b) = s.take_batch(max) {
@@ -92,7 +92,10 @@ fn draining_below_the_mark_resumes_a_paused_driver() {
     let s = state();
     s.assigned(&[0]);
     let r = s.revision();
-    assert!(s.push((0..HIGH_EVENTS as i64).map(|o| event(0, o)).collect(), r));
+    assert!(s.push(
+        &mut (0..HIGH_EVENTS as i64).map(|o| event(0, o)).collect(),
+        r
+    ));
     s.set_paused();
     assert!(s.still_paused());
     let Taken::Ready(_) = s.take_batch(HIGH_EVENTS / 4) else {
@@ -109,7 +112,7 @@ fn draining_below_the_mark_resumes_a_paused_driver() {
 fn close_ends_at_once_and_failure_after_the_queue() {
     let s = state();
     s.assigned(&[0]);
-    s.push(vec![event(0, 0)], s.revision());
+    s.push(&mut vec![event(0, 0)], s.revision());
     s.fail(Error::new(ErrorKind::Auth, "denied"));
     assert!(matches!(s.take(), Taken::Ready(_)));
     for _ in 0..2 {
@@ -120,7 +123,7 @@ fn close_ends_at_once_and_failure_after_the_queue() {
     }
     let s = state();
     s.assigned(&[0]);
-    s.push(vec![event(0, 0)], s.revision());
+    s.push(&mut vec![event(0, 0)], s.revision());
     s.close();
     let Taken::Ended(e) = s.take_batch(5) else {
         panic!("not closed")
