@@ -62,7 +62,9 @@
 //!   retries and [`Decision::DeadLetter`] send the source event, byte-exact with key and
 //!   headers, to the dead-letter hub with [reason headers](dead_letter::headers); then the
 //!   checkpoint moves on. Without a dead-letter hub the partition stops with an error naming
-//!   the event, and the checkpoint stays before it.
+//!   the event, and the checkpoint stays before it. Sink errors that concern the sink rather
+//!   than the event (hub not found, auth, closed producer, configuration) stop the pipeline
+//!   instead of dead-lettering every event.
 //! - **Shutdown and rebalances.** [`ShutdownToken`] drains in-flight events, commits what is
 //!   done, flushes sinks and leaves the group. A revoked partition's unfinished work is dropped
 //!   without committing (its new owner processes it again); a late commit returns `NotOwned`

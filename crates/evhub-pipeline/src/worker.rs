@@ -270,7 +270,7 @@ async fn send_outputs(
             let events: Vec<Event> = items.iter().map(|(_, e)| e.clone()).collect();
             match producer.send_batch(events).await {
                 Ok(_) => (sink, items, Vec::new()),
-                Err(e) if e.is_retriable() => {
+                Err(e) if e.is_retriable() || is_sink_fault(&e) => {
                     let failed = items
                         .into_iter()
                         .map(|(slot, event)| (slot, event, copy_error(&e)))
@@ -310,7 +310,13 @@ async fn send_outputs(
                         partition = slot.item.event.partition, offset = slot.item.event.offset,
                         attempt = f.attempts, "pipeline: sink send failed: {}", f.last_error
                     );
-                    if !f.may_retry(policy) {
+                    if is_sink_fault(&f.last_error) {
+                        slot.state = State::Failed(sink_fault(
+                            &shared.sinks[sink],
+                            &slot.item.event,
+                            &f.last_error,
+                        ));
+                    } else if !f.may_retry(policy) {
                         slot.state = State::DeadLetter(reason_of(f));
                     }
                 }
@@ -415,6 +421,42 @@ fn stop_error(event: &ReceivedEvent, reason: &Reason, why: &str) -> Error {
             reason.attempts,
             reason.kind,
             crate::dead_letter::redact(&reason.message),
+        ),
+    )
+}
+
+/// A sink error that is about the sink, not the event (missing hub, credentials, closed
+/// producer, configuration): dead-lettering every event for it would empty the source into the
+/// dead-letter hub, so the pipeline stops instead.
+fn is_sink_fault(e: &Error) -> bool {
+    !e.is_retriable()
+        && matches!(
+            e.kind(),
+            ErrorKind::Auth
+                | ErrorKind::NotFound
+                | ErrorKind::Closed
+                | ErrorKind::Config
+                | ErrorKind::Unsupported
+        )
+}
+
+fn sink_fault(sink: &Sink, event: &ReceivedEvent, e: &Error) -> Error {
+    let kind = if e.kind() == ErrorKind::Config {
+        ErrorKind::Other
+    } else {
+        e.kind()
+    };
+    Error::new(
+        kind,
+        format!(
+            "pipeline stopped on partition {} of hub `{}` at offset {}: sink `{}` (hub `{}`) failed: \
+             {e}; this is a problem of the sink, not of the event, so it is not dead-lettered; \
+             the checkpoint stays before this event",
+            event.partition,
+            event.hub,
+            event.offset,
+            sink.name,
+            sink.producer.hub()
         ),
     )
 }

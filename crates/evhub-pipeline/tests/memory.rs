@@ -458,3 +458,44 @@ async fn partition_concurrency_is_bounded() {
     run.await.unwrap().unwrap();
     assert_eq!(peak.load(Ordering::SeqCst), 1);
 }
+
+/// A sink that fails for reasons of its own (here: closed) stops the pipeline; its events are
+/// not dead-lettered and nothing is committed past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_faults_stop_instead_of_dead_lettering_everything() {
+    let h = memory();
+    let hub: Arc<dyn Backend> = h.connect().await.unwrap();
+    for name in ["sf-in", "sf-out", "sf-dlq"] {
+        hub.create_hub(name, HubOptions::with_partitions(1))
+            .await
+            .unwrap();
+    }
+    let producer = hub.producer("sf-in").await.unwrap();
+    for i in 0..5 {
+        producer.send(Event::new(format!("{i}"))).await.unwrap();
+    }
+    let sink = hub.producer("sf-out").await.unwrap();
+    sink.close().await.unwrap();
+    let pipeline = Pipeline::builder(hub.clone(), "sf-in", "sf")
+        .sink("out", sink)
+        .dead_letter(hub.producer("sf-dlq").await.unwrap())
+        .build()
+        .unwrap();
+    let stats = pipeline.stats();
+    let err = tokio::time::timeout(Duration::from_secs(10), pipeline.run(ShutdownToken::new()))
+        .await
+        .expect("stops by itself")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert!(err.to_string().contains("sink `out`"), "{err}");
+    let s = stats.snapshot();
+    assert_eq!((s.dead_lettered, s.committed), (0, 0), "{s:?}");
+    assert_eq!(
+        hub.partition_properties("sf-dlq", 0)
+            .await
+            .unwrap()
+            .end_offset,
+        0,
+        "nothing dead-lettered"
+    );
+}
