@@ -64,7 +64,7 @@ if [ -z "${EVHUB_TEST_AZURITE_CONNECTION_STRING:-}" ]; then
   eval "$(bash "$ROOT/scripts/azurite.sh" env)"
 fi
 
-"$BIN" --port 0 --no-auth --hub interop-py2ev:2 --hub interop-ev2py:2 --hub interop-both:2 \
+"$BIN" --port 0 --no-auth --hub interop-py2ev:2 --hub interop-ev2py:2 --hub interop-both:2 --hub interop-pyleaves:2 \
   >"$WORK/stdout" 2>"$WORK/emulator.log" &
 EMULATOR_PID=$!
 PORT=""

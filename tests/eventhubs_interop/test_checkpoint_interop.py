@@ -343,3 +343,54 @@ async def both_in_one_group():
     finally:
         evhub.kill()
         await python.stop()
+
+
+def test_python_leaves_and_evhub_takes_over():
+    asyncio.run(python_leaves())
+
+
+async def python_leaves():
+    hub = hub_name("pyleaves")
+    container = await new_container()
+    evhub = EvhubMember(hub, container)
+    python = PythonMember(hub, container)
+    try:
+        await evhub.wait_ready()
+        python.start()
+        deadline = time.monotonic() + 60
+        while True:
+            owners = await ownership_owners(container, hub)
+            if len(owners) == PARTITIONS and len({o for o in owners.values() if o}) == 2:
+                break
+            assert time.monotonic() < deadline, f"group did not settle: {owners}"
+            await asyncio.sleep(0.5)
+        first = spread("pyleaves-first", 20)
+        send(hub, first)
+        deadline = time.monotonic() + 90
+        while len(evhub.seen) + len(python.seen) < 20:
+            assert time.monotonic() < deadline, "first events not read"
+            await asyncio.sleep(0.1)
+        # Python leaves (its processor releases its partition); evhub takes it over from
+        # Python's checkpoint.
+        await python.stop()
+        before = len(evhub.seen)
+        after = spread("pyleaves-after", 20)
+        send(hub, after)
+        deadline = time.monotonic() + 90
+        while not set(flat(after)) <= set(evhub.seen):
+            assert time.monotonic() < deadline, (
+                f"evhub read {len(set(flat(after)) & set(evhub.seen))} of 20 after python left:\n"
+                f"{evhub.describe()}"
+            )
+            await asyncio.sleep(0.1)
+        late = evhub.seen[before:]
+        lost = len(set(flat(after)) - set(late))
+        duplicates = len(late) - len(set(late))
+        again = set(late) & set(flat(first))
+        print(f"after python left: events=20 lost={lost} duplicates={duplicates}")
+        assert lost == 0
+        assert not again, f"events checkpointed before python left were read again: {again}"
+    finally:
+        evhub.kill()
+        if python.task is not None and not python.task.done():
+            await python.stop()
