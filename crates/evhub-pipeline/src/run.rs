@@ -278,14 +278,16 @@ impl Coordinator {
             {
                 self.revoke(p, "partition restarted from its checkpoint");
             }
-            self.last_received.insert(p, event.offset);
-            self.first_received.entry(p).or_insert(event.offset);
-            self.assigned.insert(p);
+            if self.last_received.insert(p, event.offset).is_none() {
+                // First event of this partition (in this run, or since it was revoked).
+                self.first_received.entry(p).or_insert(event.offset);
+                self.assigned.insert(p);
+            }
             self.tracker.received(&event);
             let bytes = event_bytes(&event);
             self.in_flight += 1;
             self.in_flight_bytes += bytes;
-            let epoch = self.epoch(p);
+            let epoch = self.epochs.entry(p).or_default();
             let item = WorkItem {
                 epoch: epoch.load(Ordering::Acquire),
                 event,
@@ -296,7 +298,7 @@ impl Coordinator {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.workers.spawn(run_lane(
                     self.shared.clone(),
-                    epoch,
+                    epoch.clone(),
                     rx,
                     self.done_tx.clone(),
                 ));
