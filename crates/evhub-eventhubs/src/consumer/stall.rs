@@ -26,6 +26,8 @@ struct Watch {
     since: Instant,
     /// The partition's last enqueued sequence number when the window began.
     enqueued_at_start: Option<i64>,
+    /// When the service was last asked about this partition (at most once per window).
+    probed: Option<Instant>,
 }
 
 pub(crate) struct StallCheck {
@@ -72,6 +74,7 @@ impl StallCheck {
                 delivered,
                 since: now,
                 enqueued_at_start: None,
+                probed: None,
             });
             if watch.delivered != delivered || !waiting {
                 *watch = Watch {
@@ -79,11 +82,14 @@ impl StallCheck {
                     delivered,
                     since: now,
                     enqueued_at_start: None,
+                    probed: None,
                 };
                 continue;
             }
             let first_look = watch.delivered < 0 && watch.enqueued_at_start.is_none();
-            if first_look || watch.since.elapsed() >= self.window {
+            let probe_due = watch.probed.is_none_or(|at| at.elapsed() >= self.window);
+            if first_look || (watch.since.elapsed() >= self.window && probe_due) {
+                watch.probed = Some(now);
                 due.push(partition);
             }
         }
