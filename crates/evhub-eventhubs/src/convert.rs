@@ -30,9 +30,18 @@ pub(crate) fn partition_key(event: &Event) -> Result<Option<String>> {
     }
 }
 
-/// Builds the AMQP message for `event`. Fails with `InvalidInput` for a non-UTF-8 key or a
-/// repeated header name (AMQP application properties are a map).
+#[cfg(test)]
 pub(crate) fn to_message(event: &Event) -> Result<AmqpMessage> {
+    to_message_with_id(event, azure_core::Uuid::new_v4())
+}
+
+/// Builds the AMQP message for `event` with `message_id` ([`MessageIds`] makes unique ones
+/// without a random-number syscall per event). Fails with `InvalidInput` for a non-UTF-8 key
+/// or a repeated header name (AMQP application properties are a map).
+pub(crate) fn to_message_with_id(
+    event: &Event,
+    message_id: azure_core::Uuid,
+) -> Result<AmqpMessage> {
     let key = partition_key(event)?;
     let mut properties = AmqpApplicationProperties::new();
     for (name, value) in &event.headers {
@@ -50,7 +59,7 @@ pub(crate) fn to_message(event: &Event) -> Result<AmqpMessage> {
         message.application_properties = Some(properties);
     }
     message.properties = Some(AmqpMessageProperties {
-        message_id: Some(azure_core::Uuid::new_v4().into()),
+        message_id: Some(message_id.into()),
         creation_time: event.timestamp.map(|t| AmqpTimestamp(Some(t))),
         ..Default::default()
     });
@@ -58,6 +67,48 @@ pub(crate) fn to_message(event: &Event) -> Result<AmqpMessage> {
         message.add_message_annotation(AmqpSymbol::from(PARTITION_KEY), key);
     }
     Ok(message)
+}
+
+/// Unique message ids: a random 64-bit prefix per producer and a counter.
+#[derive(Debug)]
+pub(crate) struct MessageIds {
+    prefix: u64,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl MessageIds {
+    pub(crate) fn new() -> Self {
+        let (prefix, _) = azure_core::Uuid::new_v4().as_u64_pair();
+        Self {
+            prefix,
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn next(&self) -> azure_core::Uuid {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Version 4 / RFC 4122 variant bits kept, so the id still reads as a random UUID.
+        let high = (self.prefix & !0xf000) | 0x4000;
+        let low = (n & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        azure_core::Uuid::from_u64_pair(high, low)
+    }
+}
+
+/// An upper bound of the encoded size of `event`'s message (AMQP section and value headers
+/// at their widest), so the exact size is computed only for events near the link's limit.
+pub(crate) fn encoded_size_bound(event: &Event) -> usize {
+    // Header, properties (message id, creation time), section descriptors and constructors.
+    const FIXED: usize = 160;
+    // Partition-key annotation: map header, `x-opt-partition-key` symbol, string header.
+    const KEY: usize = 48;
+    // One application property: str32 and vbin32 headers.
+    const PER_HEADER: usize = 10;
+    let headers: usize = event
+        .headers
+        .iter()
+        .map(|(k, v)| PER_HEADER + k.len() + v.len())
+        .sum();
+    FIXED + event.payload.len() + 9 + headers + event.key.as_ref().map_or(0, |k| KEY + k.len())
 }
 
 /// Serialized size of the message for `event`, as the service measures it.
@@ -191,6 +242,22 @@ mod tests {
     #[test]
     fn non_utf8_key_and_repeated_header_are_invalid_input() {
         let e = to_message(&Event::new("x").with_key(vec![0xffu8, 0xfe])).unwrap_err();
+        let ids = MessageIds::new();
+        let (a, b) = (ids.next(), ids.next());
+        assert_ne!(a, b);
+        assert_eq!(a.get_version_num(), 4);
+        for event in [
+            Event::new(""),
+            Event::new(vec![7u8; 300]).with_key("k"),
+            Event::new(vec![1u8; 70_000])
+                .with_key("a-longer-partition-key")
+                .with_header("h1", vec![0u8; 300])
+                .with_header("content-type", "application/json")
+                .with_timestamp(std::time::SystemTime::now()),
+        ] {
+            let exact = encoded_size(&to_message_with_id(&event, ids.next()).unwrap()).unwrap();
+            assert!(exact <= encoded_size_bound(&event), "{exact} > bound");
+        }
         assert_eq!(e.kind(), evhub_core::ErrorKind::InvalidInput);
         let e =
             to_message(&Event::new("x").with_header("a", "1").with_header("a", "2")).unwrap_err();

@@ -12,11 +12,14 @@ use tokio::sync::RwLock;
 use tracing::Instrument;
 
 use crate::connector::Connector;
-use crate::convert::{encoded_size, to_message};
+use crate::convert::{encoded_size, encoded_size_bound, to_message_with_id, MessageIds};
 use crate::error::from_hubs;
 
 /// Placement of a group of events: explicit partition and partition key.
 type Route = (Option<PartitionId>, Option<String>);
+
+/// A message ready to send with an upper bound of its encoded size.
+type Encoded = (AmqpMessage, usize);
 
 /// A producer for one hub over one AMQP connection.
 pub struct EventHubsProducer {
@@ -26,6 +29,7 @@ pub struct EventHubsProducer {
     max_message_size: usize,
     /// Sends hold a read guard; flush and close take the write guard to wait for them.
     in_flight: RwLock<()>,
+    message_ids: MessageIds,
 }
 
 impl std::fmt::Debug for EventHubsProducer {
@@ -74,6 +78,7 @@ impl EventHubsProducer {
             connector,
             max_message_size,
             in_flight: RwLock::new(()),
+            message_ids: MessageIds::new(),
         })
     }
 
@@ -91,25 +96,30 @@ impl EventHubsProducer {
     }
 
     /// Validates and encodes every event before anything is sent.
-    fn encode(&self, events: &[Event]) -> Result<Vec<(Route, AmqpMessage)>> {
+    fn encode(&self, events: &[Event]) -> Result<Vec<(Route, Encoded)>> {
         events
             .iter()
             .map(|event| {
-                let message = to_message(event)?;
-                let size = encoded_size(&message)?;
-                if size > self.max_message_size {
-                    return Err(Error::too_large(size, self.max_message_size));
+                let message = to_message_with_id(event, self.message_ids.next())?;
+                // Exact encoding only near the limit: most events are far below it.
+                let mut bound = encoded_size_bound(event);
+                if bound > self.max_message_size {
+                    let size = encoded_size(&message)?;
+                    if size > self.max_message_size {
+                        return Err(Error::too_large(size, self.max_message_size));
+                    }
+                    bound = size;
                 }
                 let key = crate::convert::partition_key(event)?;
-                Ok(((event.partition, key), message))
+                Ok(((event.partition, key), (message, bound)))
             })
             .collect()
     }
 
-    async fn send_encoded(&self, encoded: Vec<(Route, AmqpMessage)>) -> Result<()> {
+    async fn send_encoded(&self, encoded: Vec<(Route, Encoded)>) -> Result<()> {
         let client = self.client()?;
         // Group by route, keeping first-appearance order of groups and order within a group.
-        let mut groups: Vec<(Route, Vec<AmqpMessage>)> = Vec::new();
+        let mut groups: Vec<(Route, Vec<Encoded>)> = Vec::new();
         for (route, message) in encoded {
             match groups.iter_mut().find(|(r, _)| *r == route) {
                 Some((_, messages)) => messages.push(message),
@@ -121,7 +131,7 @@ impl EventHubsProducer {
         // keeps the order of groups deterministic.
         let work = async {
             for (route, messages) in groups {
-                send_group(&client, hub, route.0, messages).await?;
+                send_group(&client, hub, route.0, messages, self.max_message_size).await?;
             }
             Ok(())
         };
@@ -155,7 +165,8 @@ async fn send_group(
     client: &ProducerClient,
     hub: &str,
     partition: Option<PartitionId>,
-    messages: Vec<AmqpMessage>,
+    messages: Vec<Encoded>,
+    max_batch_bytes: usize,
 ) -> Result<()> {
     let partition_id = partition.map(|p| p.to_string());
     let what = || match partition {
@@ -172,14 +183,37 @@ async fn send_group(
             .map_err(|e| from_hubs(&what(), e))
     };
     if messages.len() == 1 {
+        let messages = messages.into_iter().map(|(m, _)| m).collect();
         return send_single(client, partition_id.clone(), messages, &what).await;
     }
     let mut batch = new_batch().await?;
-    for message in messages {
+    // Upper bound of what the batch holds, counted as the SDK counts it (the first message
+    // twice, plus a per-message envelope): a message that surely fits is added without
+    // keeping a copy for the retry below.
+    let mut used = 0usize;
+    for (message, bound) in messages {
+        let cost = if batch.is_empty() { 2 * bound } else { bound } + 16;
+        if used + cost <= max_batch_bytes {
+            if !batch
+                .try_add_amqp_message(message, None)
+                .map_err(|e| from_hubs(&what(), e))?
+            {
+                return Err(Error::new(
+                    evhub_core::ErrorKind::Other,
+                    format!(
+                        "{}: the batch refused an event below its size bound; nothing after it was sent",
+                        what()
+                    ),
+                ));
+            }
+            used += cost;
+            continue;
+        }
         if batch
             .try_add_amqp_message(message.clone(), None)
             .map_err(|e| from_hubs(&what(), e))?
         {
+            used += cost;
             continue;
         }
         if !batch.is_empty() {
@@ -188,10 +222,12 @@ async fn send_group(
                 .await
                 .map_err(|e| from_hubs(&what(), e))?;
             batch = new_batch().await?;
+            used = 0;
             if batch
                 .try_add_amqp_message(message.clone(), None)
                 .map_err(|e| from_hubs(&what(), e))?
             {
+                used = 2 * bound + 16;
                 continue;
             }
         }
