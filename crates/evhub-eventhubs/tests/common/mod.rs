@@ -101,6 +101,10 @@ pub fn direct_config(checkpoint_store: &str) -> EventHubsConfig {
 /// Balancing fast enough for tests (Microsoft's defaults are 10 s / 60 s): members settle
 /// within seconds, a crashed member's claims expire after 20 s.
 pub fn fast_balancing(config: &mut EventHubsConfig) {
+    // EVHUB_TEST_DEFAULT_BALANCING=1 runs the suites with Microsoft's defaults instead.
+    if std::env::var_os("EVHUB_TEST_DEFAULT_BALANCING").is_some_and(|v| v == "1") {
+        return;
+    }
     config.load_balancing_interval_ms = 2_000;
     config.partition_ownership_expiration_interval_ms = 20_000;
     config.load_balancing_strategy = evhub_core::config::LoadBalancingStrategy::Greedy;
