@@ -14,7 +14,8 @@
 # Environment:
 #   EVHUB_BENCH_EVENTS     events per run (default 200000; --quick: 20000)
 #   EVHUB_BENCH_ROUNDS     evhub/raw rounds per run, median reported (default 3; --quick: 1)
-#   EVHUB_BENCH_OUT        output file (default bench-results.json in the repository root)
+#   EVHUB_BENCH_OUT        output file (default crates/evhub-cli/bench-results.json, next to the
+#                          README whose table is generated from it)
 #   EVHUB_BENCH_BACKENDS   subset of "memory kafka eventhubs" (default all available)
 #   EVHUB_BENCH_EVENTHUBS_CONFIG  config file (backend = "eventhubs") of a namespace or emulator
 #                          that creates hubs on first use; when unset the evhub-emulator of
@@ -42,7 +43,7 @@ elif [ -n "${1:-}" ]; then
   echo "usage: scripts/bench.sh [--quick|--table]" >&2
   exit 2
 fi
-OUT="${EVHUB_BENCH_OUT:-$ROOT/bench-results.json}"
+OUT="${EVHUB_BENCH_OUT:-$ROOT/crates/evhub-cli/bench-results.json}"
 if [ -z "${EVHUB_BENCH_OUT:-}" ]; then
   README="${EVHUB_BENCH_README-$ROOT/crates/evhub-cli/README.md}"
 else
@@ -166,7 +167,9 @@ if [[ " $BACKENDS " == *" eventhubs "* ]] && [ -z "$eventhubs_config" ]; then
   log "building and starting evhub-emulator (release)"
   if cargo build --release --quiet -p evhub-emulator --bin evhub-emulator; then
     key="$(head -c 32 /dev/urandom | base64)"
-    "$CARGO_TARGET_DIR/release/evhub-emulator" --port 0 --auto-create-hubs=4 \
+    # Without --data-dir the emulator drops the oldest events beyond its memory budget (like
+    # retention): give the benchmark room for every round of both clients.
+    "$CARGO_TARGET_DIR/release/evhub-emulator" --port 0 --auto-create-hubs=4 --max-memory-bytes 8589934592 \
       --key "RootManageSharedAccessKey=$key" >"$TMP/emulator.log" 2>&1 &
     emulator_pid=$!
     port=""

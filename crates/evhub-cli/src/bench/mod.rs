@@ -315,9 +315,12 @@ impl Report<'_> {
             .enumerate()
             .filter(|(i, (ours, raw, _, _))| match &self.raw {
                 Some(r) => ours == raw || r.get(raw).is_some(),
-                // Without a raw client each evhub metric once, where it has a value.
+                // Without a raw client each evhub metric once (rows comparing with another raw
+                // metric only where the evhub metric has a value).
                 None => {
-                    self.evhub.get(ours).is_some() && !METRICS[..*i].iter().any(|(o, ..)| o == ours)
+                    ours == raw
+                        || (self.evhub.get(ours).is_some()
+                            && !METRICS[..*i].iter().any(|(o, ..)| o == ours))
                 }
             })
             .map(|(_, row)| row)
@@ -391,10 +394,12 @@ mod tests {
         };
         let evhub = Metrics {
             produce_events_per_s: 970.0,
+            consume_batch_events_per_s: Some(1500.0),
             ..Metrics::default()
         };
         let raw = Metrics {
             produce_events_per_s: 1000.0,
+            consume_events_per_s: 2000.0,
             ..Metrics::default()
         };
         let report = Report {
@@ -410,7 +415,12 @@ mod tests {
         };
         let ratio = |f| report.ratio(f, f);
         assert_eq!(ratio("produce_events_per_s"), Some(0.97));
-        assert_eq!(ratio("consume_events_per_s"), None);
+        assert_eq!(ratio("consume_events_per_s"), Some(0.0));
+        // Both evhub consume phases are compared with the one raw consume phase.
+        assert_eq!(
+            report.ratio("consume_batch_events_per_s", "consume_events_per_s"),
+            Some(0.75)
+        );
         assert_eq!(ratio("latency_p50_ms"), None);
         let text = report.render();
         let row = text
@@ -419,8 +429,17 @@ mod tests {
             .unwrap_or_default();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[2..], ["970.0", "1000", "0.970"], "{text}");
+        let batch_row = text
+            .lines()
+            .find(|l| l.starts_with("consume (recv_batch) events/s"))
+            .unwrap_or_default();
+        assert!(batch_row.trim_end().ends_with("0.750"), "{text}");
         let v = report.to_json();
         assert_eq!(v["ratio"]["produce_events_per_s"], 0.97);
+        assert_eq!(
+            v["ratio"]["consume_batch_events_per_s_vs_consume_events_per_s"],
+            0.75
+        );
         assert_eq!(v["raw_client"], raw_kafka::CLIENT);
     }
 }
