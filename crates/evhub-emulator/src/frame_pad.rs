@@ -6,6 +6,7 @@
 //! *encoded* field), so short lists break it. The real service always sends
 //! every field; this writer does the same by appending `null`s.
 
+use crate::encoding::{list_elements, value_len};
 use crate::inbound::{InboundGuard, InboundLimits};
 use bytes::{Buf, BytesMut};
 use std::{
@@ -19,7 +20,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const HIGH_WATER: usize = 256 * 1024;
 
 const NULL: u8 = 0x40;
-const LIST0: u8 = 0x45;
 const LIST8: u8 = 0xc0;
 const LIST32: u8 = 0xd0;
 const SMALL_ULONG: u8 = 0x53;
@@ -68,36 +68,6 @@ fn default_value(frame_type: u8, code: u64, index: usize) -> Option<&'static [u8
     }
 }
 
-/// Length of the AMQP-encoded value at the start of `data`.
-fn value_len(data: &[u8]) -> Option<usize> {
-    let constructor = *data.first()?;
-    let sized = |width: usize| -> Option<usize> {
-        let size = match width {
-            1 => *data.get(1)? as usize,
-            _ => u32::from_be_bytes(data.get(1..5)?.try_into().ok()?) as usize,
-        };
-        let total = 1 + width + size;
-        (data.len() >= total).then_some(total)
-    };
-    let fixed = |width: usize| (data.len() > width).then_some(1 + width);
-    match constructor {
-        0x00 => {
-            let descriptor = value_len(&data[1..])?;
-            let value = value_len(&data[1 + descriptor..])?;
-            Some(1 + descriptor + value)
-        }
-        0x40..=0x4f => Some(1),
-        0x50..=0x5f => fixed(1),
-        0x60..=0x6f => fixed(2),
-        0x70..=0x7f => fixed(4),
-        0x80..=0x8f => fixed(8),
-        0x90..=0x9f => fixed(16),
-        0xa0..=0xaf | 0xc0..=0xcf | 0xe0..=0xef => sized(1),
-        0xb0..=0xbf | 0xd0..=0xdf | 0xf0..=0xff => sized(4),
-        _ => None,
-    }
-}
-
 /// Field count of composites nested in performatives that `pyamqp` indexes:
 /// error, received, rejected, modified, source, target.
 fn nested_field_count(code: u8) -> Option<usize> {
@@ -110,33 +80,6 @@ fn nested_field_count(code: u8) -> Option<usize> {
         0x29 => Some(7),
         _ => None,
     }
-}
-
-/// Splits an encoded list into its element slices; returns them and the
-/// number of bytes the list occupies.
-pub(crate) fn list_elements(list: &[u8]) -> Option<(Vec<&[u8]>, usize)> {
-    let (count, mut elements, list_len) = match *list.first()? {
-        LIST0 => (0usize, &list[0..0], 1usize),
-        LIST8 => {
-            let size = *list.get(1)? as usize;
-            let count = *list.get(2)? as usize;
-            (count, list.get(3..2 + size)?, 2 + size)
-        }
-        LIST32 => {
-            let size = u32::from_be_bytes(list.get(1..5)?.try_into().ok()?) as usize;
-            let count = u32::from_be_bytes(list.get(5..9)?.try_into().ok()?) as usize;
-            (count, list.get(9..5 + size)?, 5 + size)
-        }
-        _ => return None,
-    };
-    // `count` comes from the wire: every element takes at least one byte.
-    let mut fields = Vec::with_capacity(count.min(elements.len()));
-    for _ in 0..count {
-        let len = value_len(elements)?;
-        fields.push(&elements[..len]);
-        elements = &elements[len..];
-    }
-    Some((fields, list_len))
 }
 
 fn write_list(out: &mut Vec<u8>, fields: &[Vec<u8>]) {

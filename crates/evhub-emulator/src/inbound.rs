@@ -225,7 +225,7 @@ impl InboundGuard {
         };
         let list = performative.get(..list_len).ok_or(Violation::Malformed)?;
         depth::check(list, self.limits.max_depth)?;
-        let Some((fields, _)) = crate::frame_pad::list_elements(list) else {
+        let Some((fields, _)) = crate::encoding::list_elements(list) else {
             return Err(Violation::Malformed);
         };
         let payload = &performative[list_len..];

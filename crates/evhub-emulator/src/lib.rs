@@ -58,6 +58,7 @@ pub mod config;
 mod connection;
 mod depth;
 mod emulator;
+mod encoding;
 mod error;
 mod filter;
 mod frame_pad;
