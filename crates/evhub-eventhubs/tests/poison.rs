@@ -14,14 +14,10 @@
 //! as raw bytes or as an error for that event, and the event after it is
 //! delivered.
 //!
-//! Status: with the patch the process survives (`poison_event_is_an_error_
-//! not_an_abort`). The backend does not move past the event yet: the partition
-//! reader stops for good after the decode error, and the group consumer
-//! silently restarts from its checkpoint and delivers the events before the
-//! poison event again and again. The two `*_moves_past_*` tests state the
-//! required behaviour and are ignored until `evhub-eventhubs` skips an
-//! undecodable event (reopen the receiver after sequence number `last + 1`
-//! and report one error for that event); run them with `--ignored`.
+//! With the patch the process survives (`poison_event_is_an_error_not_an_abort`),
+//! and the backend moves past the event: the partition reader and the group
+//! consumer report one `Protocol` error for it, reopen the receiver after its
+//! sequence number and deliver the next event (`*_moves_past_*`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -257,7 +253,6 @@ async fn poison_event_is_an_error_not_an_abort() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "evhub-eventhubs does not skip an undecodable event yet (see the module docs)"]
 async fn partition_reader_moves_past_a_poison_event() {
     let emulator = start_emulator().await;
     let backend = backend_for(&emulator).await;
@@ -276,7 +271,6 @@ async fn partition_reader_moves_past_a_poison_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "evhub-eventhubs does not skip an undecodable event yet (see the module docs)"]
 async fn group_consumer_moves_past_a_poison_event() {
     let emulator = start_emulator().await;
     let backend = backend_for(&emulator).await;
