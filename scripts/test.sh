@@ -98,8 +98,11 @@ cargo test --workspace --all-features --no-run || { stage_failed build; exit 1; 
 
 if [ "${EVHUB_TEST_SKIP_KAFKA:-0}" != 1 ]; then
   say "starting Apache Kafka (KRaft, 127.0.0.1)"
+  # A broker that was already running (a developer's) is used and left running.
+  kafka_was_running=0
+  scripts/kafka.sh status >/dev/null 2>&1 && kafka_was_running=1
   if scripts/kafka.sh start; then
-    kafka_started=1
+    [ "$kafka_was_running" = 1 ] || kafka_started=1
     eval "$(scripts/kafka.sh env)"
   else
     stage_failed kafka-start
@@ -108,8 +111,10 @@ fi
 
 if [ -f scripts/azurite.sh ]; then
   say "starting Azurite (Blob storage for checkpoint stores, 127.0.0.1)"
+  azurite_was_running=0
+  bash scripts/azurite.sh status >/dev/null 2>&1 && azurite_was_running=1
   if bash scripts/azurite.sh start; then
-    azurite_started=1
+    [ "$azurite_was_running" = 1 ] || azurite_started=1
     eval "$(bash scripts/azurite.sh env)"
   else
     stage_failed azurite-start
