@@ -343,7 +343,7 @@ impl Settings {
     }
 }
 
-/// Pass-through key that lifts the at-least-once guard rails of [`checked_passthrough`]:
+/// Pass-through key that lifts the at-least-once guard rails of the pass-through check:
 /// `"evhub.allow_at_most_once" = "true"` in the `librdkafka` map accepts librdkafka settings
 /// that commit or store offsets of events the application has not processed. Events can then
 /// be lost when a member fails; use it only where that is acceptable.

@@ -127,4 +127,3 @@ impl fmt::Debug for KafkaConfig {
             .finish()
     }
 }
-

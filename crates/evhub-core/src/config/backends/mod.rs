@@ -23,4 +23,3 @@ const MIB: usize = 1024 * 1024;
 fn default_true() -> bool {
     true
 }
-
