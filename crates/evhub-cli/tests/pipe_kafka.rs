@@ -254,7 +254,9 @@ fn drill_pipeline_kill() {
         .map(|e| e["payload"].as_str().unwrap().to_owned())
         .collect();
     let dlq_duplicates = letters.len() - dlq_payloads.len();
-    println!(
+    // Straight to stderr, past the test harness's capture: test.sh lists every drill line.
+    let _ = writeln!(
+        std::io::stderr(),
         "drill pipeline-kill: events={n} lost={lost} duplicates={duplicates} recovery_s={:.1} \
          (killed at {at_kill}/{accepted}; dead-letter {} events, {dlq_duplicates} duplicate(s); restart summary {summary})",
         recovery.as_secs_f64(),
