@@ -57,6 +57,7 @@ mod clock;
 pub mod config;
 mod connection;
 mod depth;
+mod detach;
 mod emulator;
 mod encoding;
 mod error;

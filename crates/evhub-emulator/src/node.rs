@@ -2,7 +2,12 @@
 //! serves requests and the reply links that carry the responses back.
 
 use crate::{
-    address::NodeKind, cbs, management, response::ReplyMessage, session::SessionContext,
+    address::NodeKind,
+    cbs,
+    detach::{end_receiver, end_sender, ClientDetach},
+    management,
+    response::ReplyMessage,
+    session::SessionContext,
     settle::DISPOSITION_DELAY,
 };
 use fe2o3_amqp::{
@@ -23,6 +28,7 @@ pub(crate) async fn run_request_link(
     ctx: Arc<SessionContext>,
 ) {
     let shutdown: CancellationToken = ctx.broker.shutdown.clone();
+    let mut how = ClientDetach::Closed;
     loop {
         let delivery = tokio::select! {
             delivery = receiver.recv::<Body<LazyValue>>() => delivery,
@@ -32,6 +38,7 @@ pub(crate) async fn run_request_link(
             Ok(delivery) => delivery,
             Err(RecvError::LinkStateError(error)) => {
                 tracing::debug!(?node, %error, "request link ended");
+                how = ClientDetach::from_link_state(&error);
                 break;
             }
             Err(error) => {
@@ -66,7 +73,7 @@ pub(crate) async fn run_request_link(
             None => tracing::warn!(?node, ?reply_to, "no reply link attached; response dropped"),
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), receiver.close()).await;
+    end_receiver(receiver, how).await;
 }
 
 /// Sends responses on a link whose source is `$cbs` or `$management`.
@@ -75,6 +82,7 @@ pub(crate) async fn run_reply_link(mut sender: Sender, node: NodeKind, ctx: Arc<
     let address = sender.target().as_ref().and_then(|t| t.address.clone());
     let id = ctx.routes.add(node, address, tx);
     let shutdown = ctx.broker.shutdown.clone();
+    let mut how = ClientDetach::Closed;
     loop {
         tokio::select! {
             message = rx.recv() => {
@@ -83,16 +91,18 @@ pub(crate) async fn run_reply_link(mut sender: Sender, node: NodeKind, ctx: Arc<
                 // Outcomes of responses do not matter; don't wait for them.
                 if let Err(error) = sender.send_batchable(sendable).await {
                     tracing::debug!(?node, %error, "reply link failed");
+                    how = ClientDetach::from_send(&error);
                     break;
                 }
             }
             error = sender.on_detach() => {
                 tracing::debug!(?node, %error, "reply link detached by client");
+                how = ClientDetach::from_detach(&error);
                 break;
             }
             _ = shutdown.cancelled() => break,
         }
     }
     ctx.routes.remove(id);
-    let _ = tokio::time::timeout(Duration::from_secs(2), sender.close()).await;
+    end_sender(sender, how).await;
 }

@@ -2,7 +2,11 @@
 //! delivery of one event per transfer, and takeover by higher epochs.
 
 use crate::{
-    broker::ConnectionAuth, readers::ReaderGuard, settle::DISPOSITION_DELAY, storage::PartitionLog,
+    broker::ConnectionAuth,
+    detach::{end_sender, ClientDetach},
+    readers::ReaderGuard,
+    settle::DISPOSITION_DELAY,
+    storage::PartitionLog,
 };
 use fe2o3_amqp::Sender;
 use fe2o3_amqp_types::definitions::{AmqpError, Error, LinkError};
@@ -29,7 +33,7 @@ const AUTH_RECHECK: Duration = Duration::from_secs(1);
 enum Stop {
     Unauthorized,
     Stolen,
-    Detached,
+    Detached(ClientDetach),
     Shutdown,
 }
 
@@ -55,11 +59,8 @@ pub(crate) async fn run_delivery_link(mut sender: Sender, link: DeliveryLink) {
             let _ =
                 tokio::time::timeout(Duration::from_secs(5), sender.close_with_error(error)).await;
         }
-        // Dropping the sender answers the client's detach.
-        Stop::Detached => drop(sender),
-        Stop::Shutdown => {
-            let _ = tokio::time::timeout(Duration::from_secs(2), sender.close()).await;
-        }
+        Stop::Detached(how) => end_sender(sender, how).await,
+        Stop::Shutdown => end_sender(sender, ClientDetach::Closed).await,
     }
 }
 
@@ -92,7 +93,7 @@ async fn deliver(sender: &mut Sender, link: &DeliveryLink) -> Stop {
                 _ = link.shutdown.cancelled() => return Stop::Shutdown,
                 error = sender.on_detach() => {
                     tracing::debug!(%error, "receiver link detached by client");
-                    return Stop::Detached;
+                    return Stop::Detached(ClientDetach::from_detach(&error));
                 }
             }
             continue;
@@ -110,7 +111,7 @@ async fn deliver(sender: &mut Sender, link: &DeliveryLink) -> Stop {
                     }
                     Err(error) => {
                         tracing::debug!(%error, "receiver link ended while sending");
-                        return Stop::Detached;
+                        return Stop::Detached(ClientDetach::from_send(&error));
                     }
                 },
                 _ = link.guard.stolen.cancelled() => return Stop::Stolen,

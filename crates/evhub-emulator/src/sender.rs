@@ -3,6 +3,7 @@
 
 use crate::{
     depth::{DepthScanner, MAX_NESTING_DEPTH},
+    detach::{end_receiver, ClientDetach},
     hub::Hub,
     message::{partition_key_of, OpaqueMessage, PARTITION_KEY},
     session::SessionContext,
@@ -56,6 +57,7 @@ pub(crate) async fn run_ingest_link(
             }
         }
     });
+    let mut how = ClientDetach::Closed;
     loop {
         let delivery = tokio::select! {
             delivery = receiver.recv::<Body<LazyValue>>() => delivery,
@@ -65,6 +67,7 @@ pub(crate) async fn run_ingest_link(
             Ok(delivery) => delivery,
             Err(RecvError::LinkStateError(error)) => {
                 tracing::debug!(hub = %target.hub.name, %error, "sender link ended");
+                how = ClientDetach::from_link_state(&error);
                 break;
             }
             Err(error) => {
@@ -110,7 +113,7 @@ pub(crate) async fn run_ingest_link(
     }
     drop(settle_tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), settle_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), receiver.close()).await;
+    end_receiver(receiver, how).await;
 }
 
 async fn ingest(
