@@ -14,23 +14,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TESTS="$ROOT/tests/emulator_py"
 VENV="${EVHUB_EMULATOR_VENV:-$HOME/.cache/evhub/venv-emulator}"
 REQUIREMENTS="$TESTS/requirements.txt"
-STAMP="$VENV/.requirements.sha256"
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 log() { echo "emulator-py-tests: $*" >&2; }
 
 # 1. Python environment.
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating venv at $VENV"
-  mkdir -p "$(dirname "$VENV")"
-  python3 -m venv "$VENV"
-fi
-want_hash="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
-if [ "$(cat "$STAMP" 2>/dev/null || true)" != "$want_hash" ]; then
-  log "installing pinned requirements"
-  "$VENV/bin/python" -m pip install --quiet --requirement "$REQUIREMENTS"
-  echo "$want_hash" > "$STAMP"
-fi
+# shellcheck source=lib/python-venv.sh
+. "$ROOT/scripts/lib/python-venv.sh"
+ensure_venv "$VENV" "$REQUIREMENTS"
 
 # 2. Emulator binary.
 log "building evhub-emulator"

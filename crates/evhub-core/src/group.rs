@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::consumer::CommitOutcome;
 use crate::error::{Error, Result};
 use crate::event::Checkpoint;
-use crate::event::PartitionId;
 
 static COMMITS_SKIPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -40,15 +39,6 @@ pub fn not_owned(
         checkpoint.partition
     );
     CommitOutcome::NotOwned
-}
-
-/// Error for an operation on a partition this member does not own (other than commit, which
-/// returns [`CommitOutcome::NotOwned`]).
-pub fn not_owned_error(hub: &str, group: &str, partition: PartitionId) -> Error {
-    Error::new(
-        crate::ErrorKind::Conflict,
-        format!("partition {partition} of hub `{hub}` is no longer owned by this member of group `{group}`"),
-    )
 }
 
 /// Checks that `checkpoint` belongs to the hub a consumer reads and names a real position.

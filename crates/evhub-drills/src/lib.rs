@@ -5,7 +5,7 @@
 //! member, a pipeline) in the middle of a stream and prints one line,
 //! `drill <name>: events=N lost=0 duplicates=D recovery_s=S`. Lost must be 0.
 
-pub mod azurite;
+pub use evhub_testkit::azurite;
 
 use std::collections::HashMap;
 use std::io::Write;

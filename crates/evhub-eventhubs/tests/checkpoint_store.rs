@@ -176,113 +176,22 @@ async fn process_memory_store_is_shared_between_opens() {
 /// `eval "$(scripts/azurite.sh env)"` set `EVHUB_TEST_AZURITE_BLOB_ENDPOINT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_blob_store_on_azurite() {
-    let Ok(endpoint) = std::env::var("EVHUB_TEST_AZURITE_BLOB_ENDPOINT") else {
+    let Some(azurite) = evhub_testkit::azurite::Azurite::from_env() else {
         eprintln!(
-            "SKIPPED azure_blob_store_on_azurite: EVHUB_TEST_AZURITE_BLOB_ENDPOINT is not set \
+            "SKIPPED azure_blob_store_on_azurite: EVHUB_TEST_AZURITE_* are not set \
              (run scripts/azurite.sh start and eval \"$(scripts/azurite.sh env)\")"
         );
         return;
     };
-    let account = std::env::var("EVHUB_TEST_AZURITE_ACCOUNT")
-        .unwrap_or_else(|_| "devstoreaccount1".to_owned());
-    let key = std::env::var("EVHUB_TEST_AZURITE_KEY").unwrap_or_else(|_| {
-        // The well-known, public Azurite development key.
-        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-            .to_owned()
-    });
     let container = format!("evhub-test-{}", uuid_like());
-    create_container(&endpoint, &account, &key, &container).await;
-    let mut options = BTreeMap::new();
-    options.insert("azure_storage_account_name".to_owned(), account);
-    options.insert("azure_storage_account_key".to_owned(), key);
-    options.insert("azure_storage_endpoint".to_owned(), endpoint);
-    options.insert("azure_allow_http".to_owned(), "true".to_owned());
+    azurite.create_container(&container).unwrap();
+    let options = azurite.store_options();
     let store =
         open_object_checkpoint_store(Some(&format!("az://{container}/checkpoints")), &options)
             .unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(120), exercise(store, "blob"))
         .await
         .expect("azurite store test timed out");
-}
-
-/// object_store does not create containers; Azurite accepts a shared-key signed PUT.
-async fn create_container(endpoint: &str, account: &str, key: &str, container: &str) {
-    use base64::Engine;
-    use hmac::Mac;
-    let date = httpdate();
-    let version = "2021-08-06";
-    let url = format!(
-        "{}/{container}?restype=container",
-        endpoint.trim_end_matches('/')
-    );
-    let path = url::Url::parse(&url).unwrap().path().to_owned();
-    let canonical_resource = format!("/{account}{path}\nrestype:container");
-    // VERB, then 11 standard headers (all empty; Content-Length is empty when 0), then the
-    // canonicalized x-ms- headers and resource.
-    let mut lines = vec!["PUT".to_owned()];
-    lines.extend(std::iter::repeat_n(String::new(), 11));
-    lines.push(format!("x-ms-date:{date}"));
-    lines.push(format!("x-ms-version:{version}"));
-    lines.push(canonical_resource);
-    let to_sign = lines.join("\n");
-    let key_bytes = base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .unwrap();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key_bytes).unwrap();
-    mac.update(to_sign.as_bytes());
-    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    let parsed = url::Url::parse(&url).unwrap();
-    let host = parsed.host_str().unwrap().to_owned();
-    let port = parsed.port_or_known_default().unwrap();
-    let request = format!(
-        "PUT {path}?restype=container HTTP/1.1\r\nHost: {host}:{port}\r\nx-ms-date: {date}\r\n\
-         x-ms-version: {version}\r\nAuthorization: SharedKey {account}:{signature}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .expect("azurite reachable");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(
-        response.starts_with("HTTP/1.1 201") || response.starts_with("HTTP/1.1 409"),
-        "creating container: {}",
-        response.lines().next().unwrap_or_default()
-    );
-}
-
-fn httpdate() -> String {
-    // RFC 1123 date without a date crate: e.g. "Wed, 25 Nov 2026 17:00:00 GMT".
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days.rem_euclid(7)) as usize];
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let mut year = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    if month <= 2 {
-        year += 1;
-    }
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{weekday}, {day:02} {} {year} {h:02}:{m:02}:{s:02} GMT",
-        months[(month - 1) as usize]
-    )
 }
 
 fn walk(dir: &std::path::Path) -> Vec<String> {
