@@ -337,6 +337,9 @@ pub struct PipeArgs {
     /// Events per partition batch (one send_batch to the sink).
     #[arg(long, default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch: usize,
+    /// Batches per partition queued at the sink while the next ones are read (1: one at a time).
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub batches_in_flight: usize,
     /// Stop after this many source events are settled.
     #[arg(long)]
     pub count: Option<u64>,

@@ -70,7 +70,8 @@ pub async fn run(args: &PipeArgs, secrets: &mut Vec<String>) -> CliResult {
         .sink(to_hub.clone(), sink.producer(&to_hub).await?)
         .retry(RetryPolicy::default().with_max_attempts(args.max_attempts))
         .max_in_flight(args.max_in_flight)
-        .batch_size(args.batch);
+        .batch_size(args.batch)
+        .batches_in_flight(args.batches_in_flight);
     if let Some(dlq) = &args.dlq {
         builder = builder.dead_letter(sink.producer(dlq).await?);
     }

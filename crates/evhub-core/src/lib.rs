@@ -52,7 +52,7 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Delivery, Event, Headers, PartitionId, ReceivedEvent};
 pub use metadata::{HubOptions, HubProperties, PartitionProperties};
 pub use position::{InitialPosition, StartPosition};
-pub use producer::Producer;
+pub use producer::{PendingBatch, Producer};
 
 // Re-exported so backends and users name the same versions.
 pub use async_trait::async_trait;

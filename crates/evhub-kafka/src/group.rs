@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use evhub_core::{Error, ErrorKind, InitialPosition, PartitionId, ReceivedEvent};
@@ -17,11 +17,10 @@ use tokio::sync::Notify;
 
 use crate::util::lock;
 
-/// The driver pauses fetching above either bound and resumes below half of both. Pausing
-/// makes librdkafka drop what it prefetched for the partitions (and wait up to
-/// `fetch.queue.backoff.ms` before fetching again), so the bounds are set for an application
-/// that is really stuck, not one that is momentarily slower than the fetcher; they match
-/// librdkafka's own default prefetch bound (`queued.max.messages.kbytes`, 64 MiB).
+/// Above either bound the driver stops moving fetched events into the queue until it drained
+/// below half of both; when that takes longer than `driver::PAUSE_AFTER` (500 ms) it pauses
+/// fetching (see [`GroupState::wait_for_room`]). The bounds match librdkafka's own default
+/// prefetch bound (`queued.max.messages.kbytes`, 64 MiB).
 const HIGH_EVENTS: usize = 64 * 1024;
 const HIGH_BYTES: usize = 64 << 20;
 
@@ -38,6 +37,9 @@ pub(crate) struct GroupState {
     revision: AtomicU64,
     /// Events (or the end) became available.
     ready: Notify,
+    /// The queue drained below the resume mark, or the member ended (the driver waits on it
+    /// before it pauses fetching).
+    room: Condvar,
     /// Checkpoints asked for but not yet confirmed by the broker: Kafka offset to commit
     /// (event offset + 1) per partition.
     pending: Mutex<HashMap<PartitionId, i64>>,
@@ -54,6 +56,8 @@ struct Queue {
     /// Set by the driver when it paused fetching; cleared (and the driver woken) when the
     /// queue drains below the resume mark.
     paused: bool,
+    /// The driver waits on `room` for the queue to drain.
+    waiting: bool,
     end: Option<End>,
 }
 
@@ -122,6 +126,7 @@ impl GroupState {
             queue: Mutex::default(),
             revision: AtomicU64::new(0),
             ready: Notify::new(),
+            room: Condvar::new(),
             pending: Mutex::default(),
         }
     }
@@ -171,9 +176,41 @@ impl GroupState {
         lock(&self.queue).paused
     }
 
+    /// Waits up to `limit` for the application to drain the queue below the resume mark (or
+    /// the member to end); returns whether it did. The driver calls it when the queue is full,
+    /// before it pauses fetching: librdkafka drops what it prefetched for paused partitions
+    /// and, after `resume`, fetches again only when its broker thread next wakes up (up to
+    /// 1 s later), so an application that is merely slower than the fetcher must not cause a
+    /// pause.
+    pub fn wait_for_room(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut q = lock(&self.queue);
+        loop {
+            if q.low() || q.end.is_some() {
+                q.waiting = false;
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                q.waiting = false;
+                return false;
+            }
+            q.waiting = true;
+            q = self
+                .room
+                .wait_timeout(q, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+
     fn after_take(&self, q: &mut Queue) {
         if q.paused && q.low() {
             q.paused = false;
+        }
+        if q.waiting && q.low() {
+            q.waiting = false;
+            self.room.notify_all();
         }
     }
 
@@ -230,6 +267,7 @@ impl GroupState {
         }
         drop(q);
         self.ready.notify_waiters();
+        self.room.notify_all();
     }
 
     /// Ends the member now: queued events are dropped, every later call is `Closed`.
@@ -246,6 +284,7 @@ impl GroupState {
         q.paused = false;
         drop(q);
         self.ready.notify_waiters();
+        self.room.notify_all();
     }
 
     /// Partitions newly owned (assignment callback).

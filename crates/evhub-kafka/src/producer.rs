@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use evhub_core::{telemetry, Delivery, Error, ErrorKind, Event, PartitionId, Producer, Result};
+use evhub_core::{
+    telemetry, Delivery, Error, ErrorKind, Event, PartitionId, PendingBatch, Producer, Result,
+};
 use futures::future::join_all;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -126,35 +128,67 @@ impl KafkaProducer {
     }
 
     fn send_error(&self, e: KafkaError) -> Error {
-        let err = map_kafka_error(&format!("sending to hub `{}`", self.hub), e);
-        match err.kind() {
-            ErrorKind::TooLarge => err,
-            // A timed-out send: explain it by the connection state (auth, unreachable).
-            ErrorKind::Timeout => {
-                let explained = self
-                    .cluster
-                    .explain(err, self.cluster.settings().request_timeout);
-                if explained.kind() == ErrorKind::Auth {
-                    explained
-                } else {
-                    Error::new(ErrorKind::Timeout, explained.message().to_owned())
-                        .with_source(explained)
-                }
-            }
-            _ => err,
-        }
+        send_error(&self.cluster, &self.hub, e)
     }
 
     async fn await_delivery(&self, future: DeliveryFuture) -> Result<Delivery> {
-        match future.await {
-            Ok(Ok(d)) => Ok(Delivery {
-                partition: PartitionId::try_from(d.partition).ok(),
-                offset: Some(d.offset),
-            }),
-            Ok(Err((e, _))) => Err(self.send_error(e)),
-            Err(_canceled) => Err(Error::closed("producer")),
-        }
+        await_delivery(&self.cluster, &self.hub, future).await
     }
+
+    /// Checks every event, then hands them to librdkafka's queue in order.
+    async fn enqueue_all(&self, events: &[Event]) -> Result<Vec<DeliveryFuture>> {
+        self.ensure_open()?;
+        for event in events {
+            self.check(event).await?;
+        }
+        let mut futures = Vec::with_capacity(events.len());
+        for event in events {
+            futures.push(self.enqueue(event).await?);
+        }
+        Ok(futures)
+    }
+}
+
+/// A send error of hub `hub`; a timed-out send is explained by the connection state.
+fn send_error(cluster: &Cluster, hub: &str, e: KafkaError) -> Error {
+    let err = map_kafka_error(&format!("sending to hub `{hub}`"), e);
+    match err.kind() {
+        ErrorKind::TooLarge => err,
+        // A timed-out send: explain it by the connection state (auth, unreachable).
+        ErrorKind::Timeout => {
+            let explained = cluster.explain(err, cluster.settings().request_timeout);
+            if explained.kind() == ErrorKind::Auth {
+                explained
+            } else {
+                Error::new(ErrorKind::Timeout, explained.message().to_owned())
+                    .with_source(explained)
+            }
+        }
+        _ => err,
+    }
+}
+
+async fn await_delivery(cluster: &Cluster, hub: &str, future: DeliveryFuture) -> Result<Delivery> {
+    match future.await {
+        Ok(Ok(d)) => Ok(Delivery {
+            partition: PartitionId::try_from(d.partition).ok(),
+            offset: Some(d.offset),
+        }),
+        Ok(Err((e, _))) => Err(send_error(cluster, hub, e)),
+        Err(_canceled) => Err(Error::closed("producer")),
+    }
+}
+
+/// The acknowledgements of enqueued events, in input order.
+async fn await_all(
+    cluster: &Cluster,
+    hub: &str,
+    futures: Vec<DeliveryFuture>,
+) -> Result<Vec<Delivery>> {
+    join_all(futures.into_iter().map(|f| await_delivery(cluster, hub, f)))
+        .await
+        .into_iter()
+        .collect()
 }
 
 #[async_trait]
@@ -184,24 +218,29 @@ impl Producer for KafkaProducer {
     }
 
     async fn send_batch(&self, events: Vec<Event>) -> Result<Vec<Delivery>> {
-        self.ensure_open()?;
-        for event in &events {
-            self.check(event).await?;
-        }
         let span = telemetry::send_span(self.cluster.settings().backend_id, &self.hub, None);
         span.record("messaging.batch.message_count", events.len());
         async {
             // Enqueue everything first (librdkafka batches per partition), then await the
             // acknowledgements together.
-            let mut futures = Vec::with_capacity(events.len());
-            for event in &events {
-                futures.push(self.enqueue(event).await?);
-            }
-            let results = join_all(futures.into_iter().map(|f| self.await_delivery(f))).await;
-            results.into_iter().collect()
+            let futures = self.enqueue_all(&events).await?;
+            await_all(&self.cluster, &self.hub, futures).await
         }
         .instrument(span)
         .await
+    }
+
+    /// Returns once librdkafka holds every event: later calls queue behind them, so several
+    /// batches can be in flight in order (with the idempotent producer, librdkafka keeps the
+    /// per-partition order across its retries too).
+    async fn enqueue_batch(&self, events: Vec<Event>) -> Result<PendingBatch> {
+        let span = telemetry::send_span(self.cluster.settings().backend_id, &self.hub, None);
+        span.record("messaging.batch.message_count", events.len());
+        let futures = self.enqueue_all(&events).instrument(span.clone()).await?;
+        let (cluster, hub) = (self.cluster.clone(), self.hub.clone());
+        Ok(PendingBatch::new(
+            async move { await_all(&cluster, &hub, futures).await }.instrument(span),
+        ))
     }
 
     async fn flush(&self) -> Result<()> {

@@ -26,6 +26,7 @@ pub(crate) struct Settings {
     pub max_in_flight: usize,
     pub max_in_flight_bytes: usize,
     pub batch_size: usize,
+    pub batches_in_flight: usize,
     pub partition_concurrency: usize,
     pub key_concurrency: usize,
     pub commit_interval: Duration,
@@ -42,6 +43,7 @@ impl Default for Settings {
             max_in_flight: 100_000,
             max_in_flight_bytes: 64 * 1024 * 1024,
             batch_size: 500,
+            batches_in_flight: 8,
             partition_concurrency: 0,
             key_concurrency: 1,
             commit_interval: Duration::from_millis(500),
@@ -187,6 +189,19 @@ impl PipelineBuilder {
         self
     }
 
+    /// Batches a partition worker keeps queued at its sinks while it handles the next ones
+    /// (default 8). A batch is finished (and may be committed) only when every sink
+    /// acknowledged it, in order. Sinks that queue on the client side (Kafka) then work on
+    /// several batches per round trip; others acknowledge each batch before the next starts
+    /// (see [`Producer::enqueue_batch`](evhub_core::Producer::enqueue_batch)). When a sink send
+    /// fails, the worker waits for the batches queued after it, then sends the failed batch and
+    /// those after it again, in order: the sink may hold duplicates, and the last copy of each
+    /// event is in source order. 1 keeps one batch in flight.
+    pub fn batches_in_flight(mut self, batches: usize) -> Self {
+        self.settings.batches_in_flight = batches;
+        self
+    }
+
     /// Most partitions processed at the same time; 0 (default) means no limit.
     pub fn partition_concurrency(mut self, partitions: usize) -> Self {
         self.settings.partition_concurrency = partitions;
@@ -255,6 +270,7 @@ impl PipelineBuilder {
             (s.max_in_flight, "max_in_flight"),
             (s.max_in_flight_bytes, "max_in_flight_bytes"),
             (s.batch_size, "batch_size"),
+            (s.batches_in_flight, "batches_in_flight"),
             (s.key_concurrency, "key_concurrency"),
         ] {
             if value == 0 {

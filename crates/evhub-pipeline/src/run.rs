@@ -72,7 +72,7 @@ impl Pipeline {
 }
 
 struct Lane {
-    queue: mpsc::UnboundedSender<WorkItem>,
+    queue: mpsc::UnboundedSender<Vec<WorkItem>>,
 }
 
 struct Coordinator {
@@ -263,6 +263,7 @@ impl Coordinator {
         if !counts.is_empty() {
             self.shared.stats.received(&counts);
         }
+        let mut batches: HashMap<(PartitionId, usize), Vec<WorkItem>> = HashMap::new();
         for event in events {
             let p = event.partition;
             if self.stopped.contains_key(&p) {
@@ -294,18 +295,24 @@ impl Coordinator {
                 bytes,
             };
             let lane = lane_of(&item.event, self.shared.settings.key_concurrency);
-            let lane = self.lanes.entry((p, lane)).or_insert_with(|| {
+            batches.entry((p, lane)).or_default().push(item);
+        }
+        // One hand-over per lane and received batch: a lane starts on a whole share, not on
+        // whatever trickled in while it woke up.
+        for (key, items) in batches {
+            let epoch = self.epoch(key.0);
+            let lane = self.lanes.entry(key).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.workers.spawn(run_lane(
                     self.shared.clone(),
-                    epoch.clone(),
+                    epoch,
                     rx,
                     self.done_tx.clone(),
                 ));
                 Lane { queue: tx }
             });
-            if let Err(mpsc::error::SendError(item)) = lane.queue.send(item) {
-                self.finished(vec![Done::Abandoned(item)]);
+            if let Err(mpsc::error::SendError(items)) = lane.queue.send(items) {
+                self.finished(items.into_iter().map(Done::Abandoned).collect());
                 self.fail(Error::new(
                     ErrorKind::Other,
                     "pipeline: a partition worker ended unexpectedly",

@@ -1,15 +1,16 @@
 //! A lane worker: handles the events of one partition (or one key lane of it) in order, sends
 //! their outputs, dead-letters what cannot be processed, and reports each event back.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use evhub_core::telemetry::TraceContext;
-use evhub_core::{Error, ErrorKind, Event, Producer, ReceivedEvent};
+use evhub_core::{Delivery, Error, ErrorKind, Event, Producer, ReceivedEvent};
 use futures::future::join_all;
-use tokio::sync::{mpsc, Semaphore};
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::builder::{Settings, Sink};
 use crate::dead_letter::{to_dead_letter, Reason};
@@ -68,48 +69,105 @@ struct Slot {
     state: State,
 }
 
-/// Runs a lane until its queue closes.
+/// A batch whose outputs are queued at the sinks and not yet acknowledged by all of them.
+struct InFlight {
+    epoch: u64,
+    slots: Vec<Slot>,
+    /// The outputs per sink, in event order: kept to send again after a failure.
+    by_sink: Vec<(usize, Vec<(usize, Event)>)>,
+    /// The acknowledgements, one per entry of `by_sink`.
+    acks: BoxFuture<'static, Vec<evhub_core::Result<Vec<Delivery>>>>,
+    /// A sink refused to queue part of the batch: start no new batch until it is resolved.
+    refused: bool,
+}
+
+/// Runs a lane until its queue closes: handles batch after batch in event order and keeps up to
+/// `batches_in_flight` of them queued at the sinks; finishes them strictly in order.
 pub(crate) async fn run_lane(
     shared: Arc<Shared>,
     epoch: Arc<AtomicU64>,
-    mut queue: mpsc::UnboundedReceiver<WorkItem>,
+    mut queue: mpsc::UnboundedReceiver<Vec<WorkItem>>,
     done: mpsc::UnboundedSender<Vec<Done>>,
 ) {
     // After an event failed for good, the rest of its epoch is abandoned without processing.
     let mut failed_epoch = None;
-    while let Some(first) = queue.recv().await {
-        let mut items = vec![first];
-        while items.len() < shared.settings.batch_size {
+    let mut window: VecDeque<InFlight> = VecDeque::new();
+    let depth = shared.settings.batches_in_flight.max(1);
+    let batch_size = shared.settings.batch_size.max(1);
+    // Received and not yet started, in event order.
+    let mut backlog: VecDeque<WorkItem> = VecDeque::new();
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut open = true;
+    loop {
+        while backlog.len() < batch_size {
             match queue.try_recv() {
-                Ok(item) => items.push(item),
-                Err(_) => break,
+                Ok(items) => backlog.extend(items),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
         }
-        let current = epoch.load(Ordering::Acquire);
-        let (live, stale): (Vec<_>, Vec<_>) = items
-            .into_iter()
-            .partition(|i| i.epoch == current && failed_epoch != Some(i.epoch));
-        let mut report: Vec<Done> = stale.into_iter().map(Done::Abandoned).collect();
-        if !live.is_empty() {
-            let _permit = match &shared.concurrency {
-                Some(limit) => limit.clone().acquire_owned().await.ok(),
-                None => None,
-            };
-            let results = process_batch(&shared, &epoch, live).await;
-            if let Some(Done::Failed(item, _)) =
-                results.iter().find(|d| matches!(d, Done::Failed(..)))
-            {
-                failed_epoch = Some(item.epoch);
+        if window.is_empty() && backlog.is_empty() {
+            // Idle: let another partition work (`partition_concurrency`).
+            permit = None;
+            if !open {
+                break;
             }
-            report.extend(results);
         }
-        if done.send(report).is_err() {
+        let can_start = window.len() < depth && !window.iter().any(|b| b.refused);
+        let report = if can_start && !backlog.is_empty() {
+            let take = backlog.len().min(batch_size);
+            let current = epoch.load(Ordering::Acquire);
+            let (live, stale): (Vec<_>, Vec<_>) = backlog
+                .drain(..take)
+                .partition(|i| i.epoch == current && failed_epoch != Some(i.epoch));
+            if !live.is_empty() {
+                if permit.is_none() {
+                    if let Some(limit) = &shared.concurrency {
+                        permit = limit.clone().acquire_owned().await.ok();
+                    }
+                }
+                window.push_back(start(&shared, &epoch, current, live).await);
+            }
+            stale.into_iter().map(Done::Abandoned).collect()
+        } else {
+            tokio::select! {
+                biased;
+                acks = front_acks(&mut window), if !window.is_empty() => {
+                    match window.pop_front() {
+                        Some(batch) => {
+                            finish(&shared, batch, acks, &mut window, &mut failed_epoch).await
+                        }
+                        None => Vec::new(),
+                    }
+                }
+                items = queue.recv(), if open && can_start => {
+                    match items {
+                        Some(items) => backlog.extend(items),
+                        None => open = false,
+                    }
+                    continue;
+                }
+            }
+        };
+        if !report.is_empty() && done.send(report).is_err() {
             break;
         }
     }
 }
 
-async fn process_batch(shared: &Shared, epoch: &AtomicU64, items: Vec<WorkItem>) -> Vec<Done> {
+/// The acknowledgements of the oldest batch in flight.
+async fn front_acks(window: &mut VecDeque<InFlight>) -> Vec<evhub_core::Result<Vec<Delivery>>> {
+    match window.front_mut() {
+        Some(batch) => batch.acks.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Handles a batch and queues its outputs at the sinks.
+async fn start(shared: &Shared, epoch: &AtomicU64, at: u64, items: Vec<WorkItem>) -> InFlight {
     let mut slots: Vec<Slot> = items
         .into_iter()
         .map(|item| Slot {
@@ -121,9 +179,89 @@ async fn process_batch(shared: &Shared, epoch: &AtomicU64, items: Vec<WorkItem>)
         .collect();
     let mut pending: Vec<(usize, usize, Event)> = Vec::new();
     handle_all(shared, epoch, &mut slots, &mut pending).await;
-    send_outputs(shared, &mut slots, pending).await;
-    dead_letter_all(shared, &mut slots).await;
+    let by_sink = by_sink(pending);
+    let queued = join_all(by_sink.iter().map(|(sink, items)| {
+        let producer = &shared.sinks[*sink].producer;
+        producer.enqueue_batch(items.iter().map(|(_, e)| e.clone()).collect())
+    }))
+    .await;
+    let refused = queued.iter().any(|q| q.is_err());
+    let acks = join_all(queued.into_iter().map(|queued| async move {
+        match queued {
+            Ok(pending) => pending.await,
+            Err(e) => Err(e),
+        }
+    }));
+    InFlight {
+        epoch: at,
+        slots,
+        by_sink,
+        acks: Box::pin(acks),
+        refused,
+    }
+}
 
+/// Finishes the oldest batch: on success its dead letters and its report. After a sink failure
+/// the batches queued behind it are awaited and everything from the failed batch on is sent
+/// again, in order (retried with backoff, narrowed down, dead-lettered by the policy).
+async fn finish(
+    shared: &Shared,
+    mut batch: InFlight,
+    acks: Vec<evhub_core::Result<Vec<Delivery>>>,
+    window: &mut VecDeque<InFlight>,
+    failed_epoch: &mut Option<u64>,
+) -> Vec<Done> {
+    if failed_epoch.is_some_and(|e| e == batch.epoch) {
+        return batch
+            .slots
+            .into_iter()
+            .map(|s| Done::Abandoned(s.item))
+            .collect();
+    }
+    if acks.iter().all(|a| a.is_ok()) {
+        let produced: usize = batch.by_sink.iter().map(|(_, items)| items.len()).sum();
+        shared.stats.add(Counter::Produced, produced as u64);
+        return conclude(shared, batch.slots, failed_epoch).await;
+    }
+    // The first attempt of the failed batch counts as its first round.
+    let first = join_all(
+        std::mem::take(&mut batch.by_sink)
+            .into_iter()
+            .zip(acks)
+            .map(|((sink, items), result)| settle(shared, sink, items, result)),
+    )
+    .await;
+    let mut later = Vec::with_capacity(window.len());
+    for mut queued in window.drain(..) {
+        // Their outcome does not matter: they are sent again after the failed batch.
+        let _ = queued.acks.as_mut().await;
+        later.push(queued);
+    }
+    send_outputs(shared, &mut batch.slots, Vec::new(), Some(first)).await;
+    let mut report = conclude(shared, batch.slots, failed_epoch).await;
+    for mut queued in later {
+        if failed_epoch.is_some_and(|e| e == queued.epoch) {
+            report.extend(queued.slots.into_iter().map(|s| Done::Abandoned(s.item)));
+            continue;
+        }
+        let pending = queued
+            .by_sink
+            .into_iter()
+            .flat_map(|(sink, items)| items.into_iter().map(move |(slot, e)| (slot, sink, e)))
+            .collect();
+        send_outputs(shared, &mut queued.slots, pending, None).await;
+        report.extend(conclude(shared, queued.slots, failed_epoch).await);
+    }
+    report
+}
+
+/// Dead letters of a sent batch, counters, and how each event ended.
+async fn conclude(
+    shared: &Shared,
+    mut slots: Vec<Slot>,
+    failed_epoch: &mut Option<u64>,
+) -> Vec<Done> {
+    dead_letter_all(shared, &mut slots).await;
     let mut out = Vec::with_capacity(slots.len());
     for slot in slots {
         out.push(match slot.state {
@@ -139,12 +277,24 @@ async fn process_batch(shared: &Shared, epoch: &AtomicU64, items: Vec<WorkItem>)
                 shared.stats.add(Counter::DeadLettered, 1);
                 Done::Finished(slot.item)
             }
-            State::Failed(error) => Done::Failed(slot.item, error),
+            State::Failed(error) => {
+                *failed_epoch = Some(slot.item.epoch);
+                Done::Failed(slot.item, error)
+            }
             // DeadLetter is resolved by dead_letter_all; kept here only if it was interrupted.
             State::Abandoned | State::DeadLetter(_) => Done::Abandoned(slot.item),
         });
     }
     out
+}
+
+/// Outputs grouped by sink, each group in event order.
+fn by_sink(pending: Vec<(usize, usize, Event)>) -> Vec<(usize, Vec<(usize, Event)>)> {
+    let mut by_sink: BTreeMap<usize, Vec<(usize, Event)>> = BTreeMap::new();
+    for (slot, sink, event) in pending {
+        by_sink.entry(sink).or_default().push((slot, event));
+    }
+    by_sink.into_iter().collect()
 }
 
 /// Phase 1: the handler, in event order, with retries of retriable errors.
@@ -246,57 +396,37 @@ fn route(
     Ok(routed)
 }
 
-/// Phase 2: outputs to their sinks, one `send_batch` per sink and round; retriable failures
-/// are retried with backoff, a non-retriable batch failure is narrowed down event by event.
+/// Phase 2 after a failure: outputs to their sinks, one `send_batch` per sink and round;
+/// retriable failures are retried with backoff, a non-retriable batch failure is narrowed down
+/// event by event. `first` is the outcome of a first round that already happened.
 async fn send_outputs(
     shared: &Shared,
     slots: &mut [Slot],
     mut pending: Vec<(usize, usize, Event)>,
+    mut first: Option<Vec<SinkRound>>,
 ) {
     let policy = &shared.settings.retry;
     let mut round = 0u32;
     loop {
-        pending.retain(|(i, _, _)| matches!(slots[*i].state, State::Send));
-        if pending.is_empty() {
-            return;
-        }
         round += 1;
-        let mut by_sink: BTreeMap<usize, Vec<(usize, Event)>> = BTreeMap::new();
-        for (slot, sink, event) in pending.drain(..) {
-            by_sink.entry(sink).or_default().push((slot, event));
-        }
-        let rounds = join_all(by_sink.into_iter().map(|(sink, items)| async move {
-            let producer = &shared.sinks[sink].producer;
-            let events: Vec<Event> = items.iter().map(|(_, e)| e.clone()).collect();
-            match producer.send_batch(events).await {
-                Ok(_) => (sink, items, Vec::new()),
-                Err(e) if e.is_retriable() || is_sink_fault(&e) => {
-                    let failed = items
-                        .into_iter()
-                        .map(|(slot, event)| (slot, event, copy_error(&e)))
-                        .collect();
-                    (sink, Vec::new(), failed)
+        let rounds = match first.take() {
+            Some(rounds) => rounds,
+            None => {
+                pending.retain(|(i, _, _)| matches!(slots[*i].state, State::Send));
+                if pending.is_empty() {
+                    return;
                 }
-                Err(_) => {
-                    // Which event was refused? Send them one by one.
-                    let singles = join_all(items.into_iter().map(|(slot, event)| async move {
-                        let result = producer.send(event.clone()).await;
-                        (slot, event, result)
-                    }))
-                    .await;
-                    let mut ok = Vec::new();
-                    let mut failed = Vec::new();
-                    for (slot, event, result) in singles {
-                        match result {
-                            Ok(_) => ok.push((slot, event)),
-                            Err(e) => failed.push((slot, event, e)),
-                        }
-                    }
-                    (sink, ok, failed)
-                }
+                join_all(by_sink(std::mem::take(&mut pending)).into_iter().map(
+                    |(sink, items)| async move {
+                        let producer = &shared.sinks[sink].producer;
+                        let events: Vec<Event> = items.iter().map(|(_, e)| e.clone()).collect();
+                        let result = producer.send_batch(events).await;
+                        settle(shared, sink, items, result).await
+                    },
+                ))
+                .await
             }
-        }))
-        .await;
+        };
         let mut retry_later = Vec::new();
         for (sink, ok, failed) in rounds {
             shared.stats.add(Counter::Produced, ok.len() as u64);
@@ -343,6 +473,47 @@ async fn send_outputs(
             return;
         }
         pending = retry_later;
+    }
+}
+
+/// One sink's share of a round: what was stored, what failed and why.
+type SinkRound = (usize, Vec<(usize, Event)>, Vec<(usize, Event, Error)>);
+
+/// Sorts the outcome of one sink's batch: on a non-retriable error that is not about the sink,
+/// the events are sent one by one to find the refused ones.
+async fn settle(
+    shared: &Shared,
+    sink: usize,
+    items: Vec<(usize, Event)>,
+    result: evhub_core::Result<Vec<Delivery>>,
+) -> SinkRound {
+    match result {
+        Ok(_) => (sink, items, Vec::new()),
+        Err(e) if e.is_retriable() || is_sink_fault(&e) => {
+            let failed = items
+                .into_iter()
+                .map(|(slot, event)| (slot, event, copy_error(&e)))
+                .collect();
+            (sink, Vec::new(), failed)
+        }
+        Err(_) => {
+            // Which event was refused? Send them one by one.
+            let producer = &shared.sinks[sink].producer;
+            let singles = join_all(items.into_iter().map(|(slot, event)| async move {
+                let result = producer.send(event.clone()).await;
+                (slot, event, result)
+            }))
+            .await;
+            let mut ok = Vec::new();
+            let mut failed = Vec::new();
+            for (slot, event, result) in singles {
+                match result {
+                    Ok(_) => ok.push((slot, event)),
+                    Err(e) => failed.push((slot, event, e)),
+                }
+            }
+            (sink, ok, failed)
+        }
     }
 }
 

@@ -3,9 +3,11 @@
 //! librdkafka runs rebalance callbacks and enforces `max.poll.interval.ms` only through the
 //! application's polls, so one thread per member polls all the time, also while the
 //! application is busy: it converts what is fetched in batches, queues them in the member's
-//! [`GroupState`], and when the queue is full it pauses the assigned partitions (librdkafka
-//! drops what it prefetched for them and fetches it again after `resume`) and keeps polling,
-//! so rebalances, heartbeats and leaving the group never wait for the application.
+//! [`GroupState`]. When the queue is full it waits up to [`PAUSE_AFTER`] for the application to
+//! drain it; an application that is still stuck then gets the assigned partitions paused
+//! (librdkafka drops what it prefetched for them and fetches it again after `resume`) while the
+//! thread keeps polling, so rebalances, heartbeats and leaving the group never wait for the
+//! application longer than that.
 //!
 //! The thread owns the librdkafka consumer: when it stops, it commits checkpoints still in
 //! flight and leaves the group (which blocks on the broker) off the async runtime.
@@ -31,6 +33,10 @@ pub(crate) type Member = BaseConsumer<EvhubContext>;
 const POLL: Duration = Duration::from_millis(100);
 /// Poll wait while paused: how soon fetching resumes after the application drained the queue.
 const PAUSED_POLL: Duration = Duration::from_millis(2);
+/// How long a full queue waits for the application before fetching is paused. Meanwhile
+/// nothing is polled, so rebalance callbacks wait at most this long; librdkafka keeps its own
+/// prefetch (bounded by `queued.max.messages.kbytes`) and heartbeats going.
+const PAUSE_AFTER: Duration = Duration::from_millis(500);
 
 /// Starts the poll thread. `done` fires when the member left the group.
 pub(crate) fn spawn(
@@ -102,6 +108,11 @@ fn poll_until_stopped(consumer: &Member, group: &GroupState, stop: &AtomicBool) 
         messages.clear();
         tracing::trace!(hub = %group.hub, events = events.len(), "fetched batch");
         let full = group.push(&mut events, revision);
+        // A slower application: wait for room instead of pausing, which would cost librdkafka's
+        // prefetch and up to a second before fetching restarts.
+        if full && paused_at.is_none() && group.wait_for_room(PAUSE_AFTER) {
+            continue;
+        }
         if full && paused_at != Some(group.revision()) {
             set_paused(consumer, group, true);
             group.set_paused();
