@@ -59,6 +59,7 @@ macro_rules! __with_case_names {
             batch_preserves_partition_order,
             batch_never_returns_revoked_partition,
             batch_recv_is_cancel_safe,
+            enqueued_batches_keep_order,
             commit_after_rebalance_keeps_loop_running,
             slow_member_does_not_stall_group,
         }

@@ -36,9 +36,11 @@ pub trait Producer: Send + Sync + std::fmt::Debug {
     /// - events queued by one call stay in input order, and events of a later call are queued
     ///   after them, per partition, when the calls are made one after the other (the next call
     ///   starts after the previous one returned);
-    /// - an error from this call (oversize event, closed producer) means nothing was queued;
-    ///   an error from the `PendingBatch` means some events may have been stored (retrying is
-    ///   at-least-once, as with `send_batch`).
+    /// - an error from this call means nothing was queued; an error from the `PendingBatch`
+    ///   means some events may have been stored (retrying is at-least-once, as with
+    ///   `send_batch`). An oversize event fails the batch with
+    ///   [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) before anything is sent, from
+    ///   this call or from the `PendingBatch`.
     ///
     /// The default body sends the batch to the end and returns an already-resolved
     /// `PendingBatch`, which is correct for every producer but keeps one batch in flight.

@@ -212,3 +212,84 @@ pub async fn batch_recv_is_cancel_safe(h: &dyn Harness) -> CaseResult {
     );
     Ok(Outcome::Passed)
 }
+
+/// Several batches queued with `enqueue_batch` before any acknowledgement is awaited are
+/// stored once each, in call order within the partition; an oversize event fails its batch
+/// (from the call or from its `PendingBatch`) without storing any of it, and the producer
+/// keeps working.
+pub async fn enqueued_batches_keep_order(h: &dyn Harness) -> CaseResult {
+    let (backend, hub) = setup(h, "enqueue-order", 2).await?;
+    let producer = backend.producer(&hub).await?;
+    let explicit = backend.capabilities().explicit_partition;
+    // One partition for all: explicit where supported, else one key.
+    let event = |i: usize| {
+        let e = Event::new(format!("e{i}"));
+        if explicit {
+            e.with_partition(1)
+        } else {
+            e.with_key("one-key")
+        }
+    };
+    let (batches, per) = (6, 25);
+    let mut pending = Vec::new();
+    for b in 0..batches {
+        let events = (b * per..(b + 1) * per).map(event).collect();
+        pending.push(producer.enqueue_batch(events).await?);
+    }
+    let mut last: Option<(Option<u32>, i64)> = None;
+    for (b, batch) in pending.into_iter().enumerate() {
+        let deliveries = batch.await?;
+        ensure!(
+            deliveries.len() == per,
+            "batch {b}: {} deliveries for {per} events",
+            deliveries.len()
+        );
+        for d in deliveries {
+            if let (Some(offset), Some((partition, prev))) = (d.offset, last) {
+                ensure!(
+                    d.partition != partition || offset > prev,
+                    "batch {b}: offset {offset} after {prev} in partition {:?}",
+                    d.partition
+                );
+            }
+            if let Some(offset) = d.offset {
+                last = Some((d.partition, offset));
+            }
+        }
+    }
+    let max = backend.capabilities().max_event_bytes;
+    let oversize = vec![event(9998), Event::new(vec![b'x'; max + 1024]), event(9999)];
+    match producer.enqueue_batch(oversize).await {
+        Err(e) if e.kind() == ErrorKind::TooLarge => {}
+        Ok(batch) => match batch.await {
+            Err(e) if e.kind() == ErrorKind::TooLarge => {}
+            other => {
+                return Err(
+                    format!("batch with an oversize event: want TooLarge, got {other:?}").into(),
+                )
+            }
+        },
+        Err(other) => {
+            return Err(format!("batch with an oversize event: want TooLarge, got {other}").into())
+        }
+    }
+    producer
+        .enqueue_batch(vec![event(batches * per)])
+        .await?
+        .await?;
+    let consumer = join(
+        h,
+        &hub,
+        ConsumerOptions::new(group(h, &hub, "enqueue-order").await?),
+    )
+    .await?;
+    let got = recv_n(h, &*consumer, batches * per + 1).await?;
+    let want: Vec<String> = (0..=batches * per).map(|i| format!("e{i}")).collect();
+    ensure!(
+        texts(&got) == want,
+        "stored order differs: {:?}",
+        texts(&got)
+    );
+    expect_quiet(h, &*consumer).await?;
+    Ok(Outcome::Passed)
+}

@@ -130,3 +130,55 @@ fn close_ends_at_once_and_failure_after_the_queue() {
     };
     assert_eq!(e.kind(), ErrorKind::Closed);
 }
+
+#[test]
+fn a_full_queue_waits_for_the_application_before_pausing() {
+    let s = Arc::new(state());
+    s.assigned(&[0]);
+    let r = s.revision();
+    assert!(s.push(
+        &mut (0..HIGH_EVENTS as i64).map(|o| event(0, o)).collect(),
+        r
+    ));
+    // Nobody takes: the wait ends at its limit and the driver pauses.
+    let started = std::time::Instant::now();
+    assert!(!s.wait_for_room(Duration::from_millis(50)));
+    assert!(started.elapsed() >= Duration::from_millis(50));
+
+    // The application drains to the resume mark from another thread: the waiting driver is
+    // woken at once, long before the limit.
+    let app = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            let Taken::Ready(_) = s.take_batch(HIGH_EVENTS / 2) else {
+                panic!("empty")
+            };
+        })
+    };
+    let started = std::time::Instant::now();
+    assert!(s.wait_for_room(Duration::from_secs(30)));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woken after {:?}",
+        started.elapsed()
+    );
+    app.join().unwrap();
+
+    // Closing the member ends a wait too.
+    assert!(s.push(
+        &mut (0..HIGH_EVENTS as i64).map(|o| event(0, o)).collect(),
+        s.revision()
+    ));
+    let closer = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            s.close();
+        })
+    };
+    let started = std::time::Instant::now();
+    assert!(s.wait_for_room(Duration::from_secs(30)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    closer.join().unwrap();
+}
