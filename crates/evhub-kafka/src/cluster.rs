@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use evhub_core::{Error, ErrorKind, HubProperties, PartitionId, Result};
 use rdkafka::client::Client;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::future_producer::FutureProducerContext;
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::{Producer as _, ThreadedProducer};
 use rdkafka::util::Timeout;
 
 use crate::config::{ClientKind, Settings};
@@ -23,7 +22,7 @@ pub(crate) struct Cluster(Arc<Inner>);
 
 struct Inner {
     settings: Settings,
-    producer: FutureProducer<EvhubContext>,
+    producer: ThreadedProducer<EvhubContext>,
     last_error: LastError,
 }
 
@@ -33,7 +32,7 @@ impl Cluster {
     pub async fn connect(settings: Settings) -> Result<Self> {
         let context = EvhubContext::new(settings.backend_id, settings.token_source.clone());
         let last_error = context.last_error_handle();
-        let producer: FutureProducer<EvhubContext> = settings
+        let producer: ThreadedProducer<EvhubContext> = settings
             .client_config(ClientKind::Producer)
             .create_with_context(context)
             .map_err(|e| {
@@ -56,11 +55,11 @@ impl Cluster {
         self.0.settings.backend_id
     }
 
-    pub fn producer(&self) -> &FutureProducer<EvhubContext> {
+    pub fn producer(&self) -> &ThreadedProducer<EvhubContext> {
         &self.0.producer
     }
 
-    fn client(&self) -> &Client<FutureProducerContext<EvhubContext>> {
+    fn client(&self) -> &Client<EvhubContext> {
         self.0.producer.client()
     }
 

@@ -1,6 +1,6 @@
 //! The librdkafka client context: logs into `tracing`, remembers the last client error (so a
-//! timeout can be explained as an auth or connection problem), hands out OAUTHBEARER tokens and
-//! runs the consumer-group rebalance callbacks.
+//! timeout can be explained as an auth or connection problem), hands out OAUTHBEARER tokens,
+//! routes delivery reports to their batch and runs the consumer-group rebalance callbacks.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,9 +11,12 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
 };
 use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::producer::{DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::ack::AckSlot;
 use crate::error::{code_of, kind_of_code, redact};
 use crate::group::GroupState;
 use crate::oauth::TokenSource;
@@ -125,6 +128,18 @@ impl ClientContext for EvhubContext {
                 Err("OAUTHBEARER needs an Azure credential (eventhubs-kafka `credential`)".into())
             }
         }
+    }
+}
+
+/// Delivery reports end in the message's batch ([`BatchAck`](crate::ack::BatchAck)).
+impl ProducerContext for EvhubContext {
+    type DeliveryOpaque = Box<AckSlot>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, slot: Self::DeliveryOpaque) {
+        slot.delivered(match result {
+            Ok(message) => Ok((message.partition(), message.offset())),
+            Err((e, _)) => Err(e.clone()),
+        });
     }
 }
 

@@ -66,6 +66,7 @@
 // Dependencies flow downwards: `backend` builds the clients; `producer`, `consumer` and
 // `reader` use `cluster` (the shared connection), `convert` and `group`; everything may use
 // `util`, `config`, `error` and `context`.
+mod ack;
 mod backend;
 mod cluster;
 mod config;

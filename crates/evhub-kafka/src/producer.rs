@@ -1,20 +1,20 @@
-//! Producer on rdkafka's `FutureProducer`: a send resolves when the broker acknowledged it.
+//! Producer on the backend's shared librdkafka producer: a send resolves when the broker
+//! acknowledged it. Delivery reports are collected per batch ([`BatchAck`]), so a batch costs
+//! one wake-up, not one per event.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use evhub_core::{
-    telemetry, Delivery, Error, ErrorKind, Event, PartitionId, PendingBatch, Producer, Result,
-};
-use futures::future::join_all;
+use evhub_core::{telemetry, Delivery, Error, ErrorKind, Event, PendingBatch, Producer, Result};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::future_producer::DeliveryFuture;
-use rdkafka::producer::{FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::util::Timeout;
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use crate::ack::{AckSlot, BatchAck, BatchResult};
 use crate::cluster::Cluster;
 use crate::error::map_kafka_error;
 use crate::util::blocking;
@@ -76,11 +76,11 @@ impl KafkaProducer {
         Ok(())
     }
 
-    /// Hands one event to librdkafka's queue (waiting while the queue is full) and returns
-    /// the acknowledgement future. Enqueue order is send order, so per-partition order holds.
-    async fn enqueue(&self, event: &Event) -> Result<DeliveryFuture> {
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.hub).payload(&event.payload[..]);
+    /// Hands one event to librdkafka's queue (waiting while the queue is full); its delivery
+    /// report goes to `slot`. Enqueue order is send order, so per-partition order holds.
+    async fn enqueue(&self, event: &Event, slot: Box<AckSlot>) -> Result<()> {
+        let mut record: BaseRecord<'_, [u8], [u8], Box<AckSlot>> =
+            BaseRecord::with_opaque_to(&self.hub, slot).payload(&event.payload[..]);
         // Native header lists cost an allocation each: only build one when there are headers.
         if !event.headers.is_empty() {
             let mut headers = OwnedHeaders::new_with_capacity(event.headers.len());
@@ -107,8 +107,8 @@ impl KafkaProducer {
         }
         let mut deadline = None;
         loop {
-            match self.cluster.producer().send_result(record) {
-                Ok(future) => return Ok(future),
+            match self.cluster.producer().send(record) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     // librdkafka's queue is full: wait for acknowledgements to make room.
                     let limit = *deadline.get_or_insert_with(|| {
@@ -131,21 +131,21 @@ impl KafkaProducer {
         send_error(&self.cluster, &self.hub, e)
     }
 
-    async fn await_delivery(&self, future: DeliveryFuture) -> Result<Delivery> {
-        await_delivery(&self.cluster, &self.hub, future).await
-    }
-
-    /// Checks every event, then hands them to librdkafka's queue in order.
-    async fn enqueue_all(&self, events: &[Event]) -> Result<Vec<DeliveryFuture>> {
+    /// Checks every event, then hands them to librdkafka's queue in order; the receiver
+    /// resolves when every queued event has its delivery report.
+    async fn enqueue_all(&self, events: &[Event]) -> Result<oneshot::Receiver<BatchResult>> {
         self.ensure_open()?;
         for event in events {
             self.check(event).await?;
         }
-        let mut futures = Vec::with_capacity(events.len());
-        for event in events {
-            futures.push(self.enqueue(event).await?);
+        let (batch, done) = BatchAck::new(events.len());
+        for (i, event) in events.iter().enumerate() {
+            if let Err(e) = self.enqueue(event, batch.slot(i)).await {
+                batch.not_queued(events.len() - i);
+                return Err(e);
+            }
         }
-        Ok(futures)
+        Ok(done)
     }
 }
 
@@ -168,27 +168,17 @@ fn send_error(cluster: &Cluster, hub: &str, e: KafkaError) -> Error {
     }
 }
 
-async fn await_delivery(cluster: &Cluster, hub: &str, future: DeliveryFuture) -> Result<Delivery> {
-    match future.await {
-        Ok(Ok(d)) => Ok(Delivery {
-            partition: PartitionId::try_from(d.partition).ok(),
-            offset: Some(d.offset),
-        }),
-        Ok(Err((e, _))) => Err(send_error(cluster, hub, e)),
-        Err(_canceled) => Err(Error::closed("producer")),
-    }
-}
-
 /// The acknowledgements of enqueued events, in input order.
 async fn await_all(
     cluster: &Cluster,
     hub: &str,
-    futures: Vec<DeliveryFuture>,
+    done: oneshot::Receiver<BatchResult>,
 ) -> Result<Vec<Delivery>> {
-    join_all(futures.into_iter().map(|f| await_delivery(cluster, hub, f)))
-        .await
-        .into_iter()
-        .collect()
+    match done.await {
+        Ok(Ok(deliveries)) => Ok(deliveries),
+        Ok(Err(e)) => Err(send_error(cluster, hub, e)),
+        Err(_dropped) => Err(Error::closed("producer")),
+    }
 }
 
 #[async_trait]
@@ -206,8 +196,15 @@ impl Producer for KafkaProducer {
             event.partition,
         );
         async {
-            let future = self.enqueue(&event).await?;
-            let delivery = self.await_delivery(future).await?;
+            let (batch, done) = BatchAck::new(1);
+            if let Err(e) = self.enqueue(&event, batch.slot(0)).await {
+                batch.not_queued(1);
+                return Err(e);
+            }
+            let delivery = await_all(&self.cluster, &self.hub, done)
+                .await?
+                .pop()
+                .ok_or_else(|| Error::new(ErrorKind::Other, "no delivery report"))?;
             if let Some(offset) = delivery.offset {
                 tracing::Span::current().record("messaging.message.id", offset);
             }
@@ -223,8 +220,8 @@ impl Producer for KafkaProducer {
         async {
             // Enqueue everything first (librdkafka batches per partition), then await the
             // acknowledgements together.
-            let futures = self.enqueue_all(&events).await?;
-            await_all(&self.cluster, &self.hub, futures).await
+            let done = self.enqueue_all(&events).await?;
+            await_all(&self.cluster, &self.hub, done).await
         }
         .instrument(span)
         .await
@@ -236,10 +233,10 @@ impl Producer for KafkaProducer {
     async fn enqueue_batch(&self, events: Vec<Event>) -> Result<PendingBatch> {
         let span = telemetry::send_span(self.cluster.settings().backend_id, &self.hub, None);
         span.record("messaging.batch.message_count", events.len());
-        let futures = self.enqueue_all(&events).instrument(span.clone()).await?;
+        let done = self.enqueue_all(&events).instrument(span.clone()).await?;
         let (cluster, hub) = (self.cluster.clone(), self.hub.clone());
         Ok(PendingBatch::new(
-            async move { await_all(&cluster, &hub, futures).await }.instrument(span),
+            async move { await_all(&cluster, &hub, done).await }.instrument(span),
         ))
     }
 
