@@ -375,8 +375,12 @@ fn route(
         }
         match output.sink {
             None => {
-                for sink in 0..shared.sinks.len() {
+                // Every sink gets the event: clones for all but the last, which takes it.
+                for sink in 1..shared.sinks.len() {
                     routed.push((sink, event.clone()));
+                }
+                if !shared.sinks.is_empty() {
+                    routed.push((0, event));
                 }
             }
             Some(name) => {
