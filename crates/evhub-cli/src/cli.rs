@@ -90,20 +90,28 @@ payload. Byte fields are UTF-8 text when valid, else base64; `*_encoding` says w
 Cases need hubs created through evhub; on backends that cannot create hubs they are reported
 as skipped with the reason. Exit code 3 when any case failed.")]
     Check(CheckArgs),
-    /// Benchmark: produce N events with P producers, consume them with a group, report
-    /// events/s, MB/s and end-to-end latency; --compare-raw runs the raw client too.
+    /// Benchmark: produce N events with P producers, consume them with a group, mirror them
+    /// into another hub, report events/s, MB/s, CPU per event and end-to-end latency;
+    /// --compare-raw runs the raw client too.
     #[command(after_help = "Examples:
   evhub --url memory:// bench --events 1000000
   evhub --url kafka://127.0.0.1:9092 bench --events 200000 --size 1024 --producers 4 --compare-raw
   evhub --url kafka://127.0.0.1:9092 bench --compare-raw --rounds 3 --json > result.json
 
 Phases, each timed separately: produce (P producers, send_batch of --batch events, every send
-acknowledged), consume (one consumer-group member reads the backlog; group join excluded),
-latency (producer and consumer run together at --latency-rate events/s; the send time travels
-in the first 8 payload bytes). MB/s counts payload bytes (1 MB = 10^6 bytes).
+acknowledged), consume (one consumer-group member reads the backlog with recv; group join
+excluded), mirror (the backlog copied into a fresh hub <hub>-mirror by the pipeline
+`evhub pipe --from X --to X` runs with its defaults, timed from the first event received until
+every event is acknowledged by the mirror hub; --no-mirror skips it), latency (producer and
+consumer run together at --latency-rate events/s; the send time travels in the first 8 payload
+bytes), consume (recv_batch) (a second group reads the backlog again with recv_batch). On
+backends that cannot create hubs (eventhubs, where every reader is $Default) the mirror runs
+last and also copies the latency events. MB/s counts payload bytes (1 MB = 10^6 bytes).
+`mirror / consume` is mirror events/s divided by recv_batch consume events/s.
 --compare-raw repeats the same workload on fresh hubs with the raw client (rdkafka
-FutureProducer / StreamConsumer for kafka and eventhubs-kafka) and prints evhub/raw ratios
-(higher is better for throughput, lower is better for latency).")]
+FutureProducer / StreamConsumer for kafka and eventhubs-kafka, with a hand-written
+at-least-once mirror; azure_messaging_eventhubs for eventhubs, no raw mirror) and prints
+evhub/raw ratios (higher is better for throughput, lower is better for latency and CPU).")]
     Bench(BenchArgs),
     /// Mirror (or map) a hub into another hub, possibly on another backend: at-least-once,
     /// per-partition order, retries, optional dead-letter hub; progress on stderr, summary on
@@ -284,6 +292,10 @@ pub struct BenchArgs {
     /// Run the same workload through the raw client and print evhub/raw ratios.
     #[arg(long)]
     pub compare_raw: bool,
+    /// Skip the mirror phase (the backlog copied into a fresh hub by an `evhub pipe`
+    /// pipeline, and by a hand-written raw mirror with --compare-raw on Kafka).
+    #[arg(long)]
+    pub no_mirror: bool,
     /// Repeat evhub and raw runs alternately this many times; the median is reported.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub rounds: u32,

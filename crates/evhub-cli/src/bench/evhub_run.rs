@@ -10,7 +10,7 @@ use super::stats::{decode, now_micros, payload, share, Clock, Latencies, Phase, 
 use super::{join_tasks, pacing, within, Workload};
 use crate::progress;
 
-/// Produces, consumes and measures latency on a fresh hub `hub`.
+/// Produces, consumes, mirrors and measures latency on a fresh hub `hub`.
 pub async fn run(
     backend: &Arc<dyn Backend>,
     w: &Workload,
@@ -87,6 +87,18 @@ pub async fn run(
     std::hint::black_box(first);
     bar.finish_and_clear();
 
+    // Mirror phase, while the hub holds exactly the produced events: on backends with consumer
+    // groups of our own the member above stays joined (idle at the end of the backlog) for the
+    // latency phase. Where every reader shares `$Default` (Event Hubs) the mirror must not run
+    // beside that member, nor commit before the `recv_batch` reader starts from the beginning:
+    // it runs last there.
+    let creates_hubs = backend.capabilities().create_hub;
+    let mut mirror = None;
+    if w.mirror && creates_hubs {
+        let group = format!("{group}-mirror");
+        mirror = Some(super::mirror::evhub(backend, w, hub, &group, w.events).await?);
+    }
+
     // Latency phase: paced sends while the member reads.
     let mut latencies = Latencies::default();
     if w.latency_events > 0 {
@@ -112,12 +124,17 @@ pub async fn run(
     }
     // The backlog again, through a second member (nothing was committed) reading with
     // `recv_batch`.
-    let batch_group = if backend.capabilities().create_hub {
+    let batch_group = if creates_hubs {
         format!("{group}-batch")
     } else {
         group.to_owned()
     };
     let consume_batch = consume_batch(backend, w, hub, &batch_group).await?;
+    if w.mirror && !creates_hubs {
+        // The hub holds the latency phase's events too.
+        let events = w.events + w.latency_events;
+        mirror = Some(super::mirror::evhub(backend, w, hub, group, events).await?);
+    }
     Ok(RunResult {
         produce,
         consume,
@@ -125,6 +142,7 @@ pub async fn run(
         latencies,
         consume_owned: None,
         consume_batch: Some(consume_batch),
+        mirror,
     })
 }
 

@@ -1,6 +1,7 @@
 //! `evhub bench`: throughput and end-to-end latency, optionally side by side with the raw client.
 
 mod evhub_run;
+mod mirror;
 mod raw_eventhubs;
 mod raw_kafka;
 mod stats;
@@ -35,6 +36,8 @@ pub struct Workload {
     pub phase_timeout: Duration,
     /// Most events per `recv_batch` call.
     pub recv_batch: usize,
+    /// Whether runs include the mirror phase (`--no-mirror` skips it).
+    pub mirror: bool,
 }
 
 impl Workload {
@@ -49,6 +52,7 @@ impl Workload {
             latency_rate: args.latency_rate,
             phase_timeout: args.phase_timeout,
             recv_batch: RECV_BATCH,
+            mirror: !args.no_mirror,
         }
     }
 
@@ -62,6 +66,12 @@ impl Workload {
             "latency_events": self.latency_events,
             "latency_rate": self.latency_rate,
             "recv_batch": self.recv_batch,
+            "mirror": self.mirror.then(|| json!({
+                "max_in_flight": mirror::MAX_IN_FLIGHT,
+                "batch": mirror::BATCH,
+                "batches_in_flight": mirror::BATCHES_IN_FLIGHT,
+                "max_attempts": mirror::MAX_ATTEMPTS,
+            })),
         })
     }
 }
@@ -112,6 +122,14 @@ impl Raw {
         match self {
             Raw::Kafka(_) => raw_kafka::CLIENT,
             Raw::EventHubs(_) => raw_eventhubs::CLIENT,
+        }
+    }
+
+    /// Why this raw client has no mirror phase, if it has none.
+    fn no_mirror(&self) -> Option<&'static str> {
+        match self {
+            Raw::Kafka(_) => None,
+            Raw::EventHubs(_) => Some(raw_eventhubs::NO_MIRROR),
         }
     }
 }
@@ -192,7 +210,7 @@ pub async fn run(
                 (Client::Raw, _) => continue,
             };
             eprintln!(
-                "round {}/{} {:>5}: produce {:.0} events/s, consume {:.0} events/s, p50 {} ms",
+                "round {}/{} {:>5}: produce {:.0} events/s, consume {:.0} events/s, mirror {} events/s, p50 {} ms",
                 round + 1,
                 args.rounds,
                 if client == Client::Evhub {
@@ -202,6 +220,9 @@ pub async fn run(
                 },
                 result.produce.events_per_s(),
                 result.consume.events_per_s(),
+                result
+                    .mirror
+                    .map_or("-".into(), |p| format!("{:.0}", p.events_per_s())),
                 result
                     .latencies
                     .quantile_ms(0.5)
@@ -223,6 +244,10 @@ pub async fn run(
         Some(Ok(raw)) => Some(raw.description()),
         _ => None,
     };
+    let raw_mirror_note = match &raw {
+        Some(Ok(raw)) if w.mirror => raw.no_mirror(),
+        _ => None,
+    };
     let report = Report {
         backend: backend.id(),
         raw_client,
@@ -231,6 +256,7 @@ pub async fn run(
         evhub,
         raw: raw_metrics,
         raw_note,
+        raw_mirror_note,
         evhub_runs: &evhub_runs,
         raw_runs: &raw_runs,
     };
@@ -250,6 +276,8 @@ struct Report<'a> {
     evhub: Metrics,
     raw: Option<Metrics>,
     raw_note: Option<String>,
+    /// Why the raw client has no mirror phase (it ran, but has no mirror).
+    raw_mirror_note: Option<&'static str>,
     evhub_runs: &'a [RunResult],
     raw_runs: &'a [RunResult],
 }
@@ -273,6 +301,7 @@ impl Report<'_> {
                         "latency_p99_ms": r.latencies.quantile_ms(0.99),
                         "consume_owned": r.consume_owned,
                         "consume_batch": r.consume_batch,
+                        "mirror": r.mirror,
                     })
                 })
                 .collect()
@@ -298,7 +327,10 @@ impl Report<'_> {
             "raw": self.raw,
             "raw_client": self.raw.and(self.raw_client),
             "raw_skipped": self.raw_note,
+            "raw_mirror_skipped": self.raw.and(self.raw_mirror_note),
             "ratio": ratio,
+            "mirror_vs_consume_batch": self.evhub.mirror_vs("consume_batch_events_per_s"),
+            "raw_mirror_vs_consume": self.raw.and_then(|r| r.mirror_vs("consume_events_per_s")),
             "runs": { "evhub": runs(self.evhub_runs), "raw": runs(self.raw_runs) },
         })
     }
@@ -351,6 +383,20 @@ impl Report<'_> {
         if let (Some(_), Some(client)) = (&self.raw, self.raw_client) {
             out.push_str(&format!("raw client: {client}\n"));
         }
+        if let Some(ours) = self.evhub.mirror_vs("consume_batch_events_per_s") {
+            let raw = self
+                .raw
+                .and_then(|r| r.mirror_vs("consume_events_per_s"))
+                .map_or(String::new(), |r| {
+                    format!("; raw: mirror / consume (recv) {r:.3}")
+                });
+            out.push_str(&format!(
+                "mirror / consume: evhub {ours:.3} (mirror events/s / consume (recv_batch) events/s){raw}\n"
+            ));
+        }
+        if let (Some(_), Some(note)) = (&self.raw, self.raw_mirror_note) {
+            out.push_str(&format!("raw client: mirror skipped: {note}\n"));
+        }
         if let Some(note) = &self.raw_note {
             out.push_str(&format!("raw client: skipped: {note}\n"));
         }
@@ -391,15 +437,20 @@ mod tests {
             latency_rate: 1,
             phase_timeout: Duration::from_secs(1),
             recv_batch: 10,
+            mirror: true,
         };
         let evhub = Metrics {
             produce_events_per_s: 970.0,
             consume_batch_events_per_s: Some(1500.0),
+            mirror_events_per_s: Some(1200.0),
+            mirror_cpu_us_per_event: Some(3.0),
             ..Metrics::default()
         };
         let raw = Metrics {
             produce_events_per_s: 1000.0,
             consume_events_per_s: 2000.0,
+            mirror_events_per_s: Some(1600.0),
+            mirror_cpu_us_per_event: Some(2.0),
             ..Metrics::default()
         };
         let report = Report {
@@ -410,6 +461,7 @@ mod tests {
             evhub,
             raw: Some(raw),
             raw_note: None,
+            raw_mirror_note: None,
             evhub_runs: &[],
             raw_runs: &[],
         };
@@ -422,6 +474,8 @@ mod tests {
             Some(0.75)
         );
         assert_eq!(ratio("latency_p50_ms"), None);
+        assert_eq!(ratio("mirror_events_per_s"), Some(0.75));
+        assert_eq!(ratio("mirror_cpu_us_per_event"), Some(1.5));
         let text = report.render();
         let row = text
             .lines()
@@ -434,12 +488,135 @@ mod tests {
             .find(|l| l.starts_with("consume (recv_batch) events/s"))
             .unwrap_or_default();
         assert!(batch_row.trim_end().ends_with("0.750"), "{text}");
+        let row = |label: &str| -> Vec<String> {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(label))
+                .unwrap_or_default();
+            line[label.len()..]
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(row("mirror events/s"), ["1200", "1600", "0.750"], "{text}");
+        assert_eq!(
+            row("mirror CPU µs/event"),
+            ["3.000", "2.000", "1.500", "(lower", "is", "better)"],
+            "{text}"
+        );
+        // The acceptance figure: evhub mirror / evhub recv_batch consume; raw: mirror / recv.
+        assert!(
+            text.lines().any(|l| l
+                == "mirror / consume: evhub 0.800 (mirror events/s / consume (recv_batch) events/s); raw: mirror / consume (recv) 0.800"),
+            "{text}"
+        );
         let v = report.to_json();
+        assert_eq!(v["ratio"]["mirror_events_per_s"], 0.75);
+        assert_eq!(v["ratio"]["mirror_cpu_us_per_event"], 1.5);
+        assert_eq!(v["mirror_vs_consume_batch"], 0.8);
+        assert_eq!(v["raw_mirror_vs_consume"], 0.8);
+        assert_eq!(v["evhub"]["mirror_events_per_s"], 1200.0);
+        assert_eq!(v["raw_mirror_skipped"], Value::Null);
         assert_eq!(v["ratio"]["produce_events_per_s"], 0.97);
         assert_eq!(
             v["ratio"]["consume_batch_events_per_s_vs_consume_events_per_s"],
             0.75
         );
         assert_eq!(v["raw_client"], raw_kafka::CLIENT);
+    }
+}
+
+#[cfg(test)]
+mod mirror_report_tests {
+    use super::*;
+
+    fn workload() -> Workload {
+        Workload {
+            events: 10,
+            size: 100,
+            producers: 1,
+            batch: 10,
+            partitions: 1,
+            latency_events: 0,
+            latency_rate: 1,
+            phase_timeout: Duration::from_secs(1),
+            recv_batch: 10,
+            mirror: true,
+        }
+    }
+
+    /// Event Hubs: the raw client ran but has no mirror; memory: no raw client at all.
+    #[test]
+    fn mirror_without_a_raw_mirror() {
+        let w = workload();
+        let evhub = Metrics {
+            consume_batch_events_per_s: Some(1000.0),
+            mirror_events_per_s: Some(950.0),
+            ..Metrics::default()
+        };
+        let raw = Metrics {
+            consume_events_per_s: 1000.0,
+            ..Metrics::default()
+        };
+        let report = Report {
+            backend: "eventhubs",
+            raw_client: Some(raw_eventhubs::CLIENT),
+            workload: &w,
+            rounds: 1,
+            evhub,
+            raw: Some(raw),
+            raw_note: None,
+            raw_mirror_note: Some(raw_eventhubs::NO_MIRROR),
+            evhub_runs: &[],
+            raw_runs: &[],
+        };
+        let text = report.render();
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("mirror events/s"))
+            .unwrap_or_default();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>()[2..],
+            ["950.0", "-", "-"],
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "mirror / consume: evhub 0.950 (mirror events/s / consume (recv_batch) events/s)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("; raw:"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "raw client: mirror skipped: {}",
+                raw_eventhubs::NO_MIRROR
+            )),
+            "{text}"
+        );
+        let v = report.to_json();
+        assert_eq!(v["mirror_vs_consume_batch"], 0.95);
+        assert_eq!(v["raw_mirror_vs_consume"], Value::Null);
+        assert_eq!(v["raw"]["mirror_events_per_s"], Value::Null);
+        assert_eq!(v["ratio"]["mirror_events_per_s"], Value::Null);
+        assert_eq!(v["raw_mirror_skipped"], raw_eventhubs::NO_MIRROR);
+        assert_eq!(v["workload"]["mirror"]["batch"], mirror::BATCH);
+
+        // No raw client: the evhub rows alone; with --no-mirror no acceptance line.
+        let report = Report {
+            backend: "memory",
+            raw_client: None,
+            raw: None,
+            raw_mirror_note: None,
+            evhub: Metrics::default(),
+            ..report
+        };
+        let text = report.render();
+        assert!(
+            text.lines().any(|l| l.starts_with("mirror events/s")),
+            "{text}"
+        );
+        assert!(!text.contains("mirror / consume"), "{text}");
+        assert_eq!(report.to_json()["mirror_vs_consume_batch"], Value::Null);
     }
 }

@@ -22,6 +22,10 @@ use crate::progress;
 pub const CLIENT: &str =
     "azure_messaging_eventhubs ProducerClient batches + one EventReceiver per partition";
 
+/// Why the raw Event Hubs client has no mirror phase.
+pub const NO_MIRROR: &str =
+    "no hand-written azure_messaging_eventhubs mirror to compare with (the evhub mirror runs alone)";
+
 /// How the raw client reaches the namespace.
 pub struct RawEventHubs {
     connection_string: String,
@@ -239,6 +243,8 @@ pub async fn run(raw: &RawEventHubs, w: &Workload, hub: &str) -> evhub::Result<R
         latencies,
         consume_owned: None,
         consume_batch: None,
+        // No hand-written Event Hubs mirror to compare with: the evhub mirror runs alone.
+        mirror: None,
     })
 }
 

@@ -94,7 +94,13 @@ impl Clock {
     /// during the phase are missed; the benchmark's threads live through their phases), or the
     /// process's tick count where per-thread figures are not available.
     pub fn phase(&self, events: u64, bytes: u64) -> Phase {
-        let mut phase = Phase::new(events, bytes, self.wall.elapsed());
+        self.phase_with_wall(events, bytes, self.wall.elapsed())
+    }
+
+    /// Like [`Clock::phase`], with the wall time measured elsewhere (the mirror phase takes it
+    /// from the pipeline's own clock: first event to the last acknowledged one).
+    pub fn phase_with_wall(&self, events: u64, bytes: u64, wall: Duration) -> Phase {
+        let mut phase = Phase::new(events, bytes, wall);
         phase.cpu_seconds = match (&self.threads, thread_cpu()) {
             (Some(start), Some(end)) => {
                 let ns: u64 = end
@@ -182,6 +188,9 @@ pub struct RunResult {
     pub consume_owned: Option<Phase>,
     /// evhub only: the backlog read again by a second group with `recv_batch`.
     pub consume_batch: Option<Phase>,
+    /// The backlog mirrored into a fresh hub (consume → produce, at-least-once); `None` with
+    /// `--no-mirror` and for raw clients without a mirror (Event Hubs).
+    pub mirror: Option<Phase>,
 }
 
 /// The reported numbers of one client: medians over rounds.
@@ -200,6 +209,8 @@ pub struct Metrics {
     pub consume_owned_cpu_us_per_event: Option<f64>,
     pub consume_batch_events_per_s: Option<f64>,
     pub consume_batch_cpu_us_per_event: Option<f64>,
+    pub mirror_events_per_s: Option<f64>,
+    pub mirror_cpu_us_per_event: Option<f64>,
 }
 
 /// Report rows: (evhub field, raw field, label, higher is better). The ratio is evhub/raw.
@@ -224,6 +235,12 @@ pub const METRICS: &[(&str, &str, &str, bool)] = &[
         true,
     ),
     ("consume_mb_per_s", "consume_mb_per_s", "consume MB/s", true),
+    (
+        "mirror_events_per_s",
+        "mirror_events_per_s",
+        "mirror events/s",
+        true,
+    ),
     ("latency_p50_ms", "latency_p50_ms", "latency p50 ms", false),
     ("latency_p99_ms", "latency_p99_ms", "latency p99 ms", false),
     ("consume_join_s", "consume_join_s", "group join s", false),
@@ -243,6 +260,12 @@ pub const METRICS: &[(&str, &str, &str, bool)] = &[
         "consume_batch_cpu_us_per_event",
         "consume_cpu_us_per_event",
         "consume (recv_batch) CPU µs/event",
+        false,
+    ),
+    (
+        "mirror_cpu_us_per_event",
+        "mirror_cpu_us_per_event",
+        "mirror CPU µs/event",
         false,
     ),
     (
@@ -281,7 +304,17 @@ impl Metrics {
             consume_batch_cpu_us_per_event: med(&|r| {
                 r.consume_batch.and_then(|p| p.cpu_us_per_event())
             }),
+            mirror_events_per_s: med(&|r| r.mirror.map(|p| p.events_per_s())),
+            mirror_cpu_us_per_event: med(&|r| r.mirror.and_then(|p| p.cpu_us_per_event())),
         }
+    }
+
+    /// Mirror events/s divided by `consume_field` events/s (both medians over rounds): how
+    /// close a consume → produce mirror comes to reading alone.
+    pub fn mirror_vs(&self, consume_field: &str) -> Option<f64> {
+        let mirror = self.mirror_events_per_s?;
+        let consume = self.get(consume_field)?;
+        (consume > 0.0).then(|| mirror / consume)
     }
 
     /// A metric by field name.
@@ -300,6 +333,8 @@ impl Metrics {
             "consume_owned_cpu_us_per_event" => self.consume_owned_cpu_us_per_event,
             "consume_batch_events_per_s" => self.consume_batch_events_per_s,
             "consume_batch_cpu_us_per_event" => self.consume_batch_cpu_us_per_event,
+            "mirror_events_per_s" => self.mirror_events_per_s,
+            "mirror_cpu_us_per_event" => self.mirror_cpu_us_per_event,
             _ => None,
         }
     }
