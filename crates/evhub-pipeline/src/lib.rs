@@ -53,7 +53,12 @@
 //! - **Order.** Events of a partition are handled in order, one lane per partition
 //!   ([`key_concurrency`](PipelineBuilder::key_concurrency) splits a partition into per-key
 //!   lanes); partitions proceed concurrently, up to
-//!   [`partition_concurrency`](PipelineBuilder::partition_concurrency).
+//!   [`partition_concurrency`](PipelineBuilder::partition_concurrency). A lane keeps up to
+//!   [`batches_in_flight`](PipelineBuilder::batches_in_flight) batches queued at its sinks
+//!   ([`Producer::enqueue_batch`](evhub_core::Producer::enqueue_batch)) and finishes them in
+//!   order; when a sink send fails, the failed batch and every batch queued after it are sent
+//!   again in order, so the sink may hold duplicates but the last copy of each event is in
+//!   source order.
 //! - **Bounded memory.** At most [`max_in_flight`](PipelineBuilder::max_in_flight) events and
 //!   [`max_in_flight_bytes`](PipelineBuilder::max_in_flight_bytes) are received and unfinished;
 //!   beyond that the pipeline stops receiving until work completes (backpressure).
