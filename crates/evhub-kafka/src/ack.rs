@@ -128,16 +128,15 @@ mod tests {
     use super::*;
     use rdkafka::error::RDKafkaErrorCode;
 
+    /// A batch of three and its slots.
+    fn three() -> (oneshot::Receiver<BatchResult>, [Box<AckSlot>; 3]) {
+        let (batch, rx) = BatchAck::new(3);
+        (rx, [batch.slot(0), batch.slot(1), batch.slot(2)])
+    }
+
     #[test]
     fn resolves_once_in_input_order_after_the_last_report() {
-        let (batch, mut rx) = BatchAck::new(3);
-        let slots: Vec<_> = (0..3).map(|i| batch.slot(i)).collect();
-        let mut slots = slots.into_iter();
-        let (a, b, c) = (
-            slots.next().unwrap(),
-            slots.next().unwrap(),
-            slots.next().unwrap(),
-        );
+        let (mut rx, [a, b, c]) = three();
         c.delivered(Ok((1, 7)));
         a.delivered(Ok((0, 3)));
         assert!(rx.try_recv().is_err(), "resolved before the last report");
@@ -152,14 +151,7 @@ mod tests {
 
     #[test]
     fn the_first_failed_message_in_input_order_decides_the_error() {
-        let (batch, mut rx) = BatchAck::new(3);
-        let slots: Vec<_> = (0..3).map(|i| batch.slot(i)).collect();
-        let mut slots = slots.into_iter();
-        let (a, b, c) = (
-            slots.next().unwrap(),
-            slots.next().unwrap(),
-            slots.next().unwrap(),
-        );
+        let (mut rx, [a, b, c]) = three();
         c.delivered(Err(KafkaError::MessageProduction(
             RDKafkaErrorCode::MessageTimedOut,
         )));

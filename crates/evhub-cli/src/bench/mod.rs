@@ -414,6 +414,23 @@ fn format_number(v: f64) -> String {
     }
 }
 
+/// A small workload for the report tests.
+#[cfg(test)]
+fn test_workload() -> Workload {
+    Workload {
+        events: 10,
+        size: 100,
+        producers: 1,
+        batch: 10,
+        partitions: 1,
+        latency_events: 0,
+        latency_rate: 1,
+        phase_timeout: Duration::from_secs(1),
+        recv_batch: 10,
+        mirror: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,18 +444,7 @@ mod tests {
 
     #[test]
     fn ratios_divide_evhub_by_raw() {
-        let w = Workload {
-            events: 10,
-            size: 100,
-            producers: 1,
-            batch: 10,
-            partitions: 1,
-            latency_events: 0,
-            latency_rate: 1,
-            phase_timeout: Duration::from_secs(1),
-            recv_batch: 10,
-            mirror: true,
-        };
+        let w = test_workload();
         let evhub = Metrics {
             produce_events_per_s: 970.0,
             consume_batch_events_per_s: Some(1500.0),
@@ -531,18 +537,7 @@ mod mirror_report_tests {
     use super::*;
 
     fn workload() -> Workload {
-        Workload {
-            events: 10,
-            size: 100,
-            producers: 1,
-            batch: 10,
-            partitions: 1,
-            latency_events: 0,
-            latency_rate: 1,
-            phase_timeout: Duration::from_secs(1),
-            recv_batch: 10,
-            mirror: true,
-        }
+        test_workload()
     }
 
     /// Event Hubs: the raw client ran but has no mirror; memory: no raw client at all.

@@ -80,6 +80,26 @@ impl RawKafka {
     }
 }
 
+/// A raw group consumer (`what` names it in errors) of `group` subscribed to `hub`, starting
+/// at the earliest offsets, with the properties evhub uses.
+fn subscribe(
+    settings: &Settings,
+    hub: &str,
+    group: &str,
+    what: &str,
+) -> evhub::Result<StreamConsumer> {
+    let mut config = settings.client_config(ClientKind::GroupConsumer);
+    config.set("group.id", group);
+    config.set("auto.offset.reset", "earliest");
+    let consumer: StreamConsumer = config
+        .create()
+        .map_err(|e| map_kafka_error(&format!("creating {what}"), e))?;
+    consumer
+        .subscribe(&[hub])
+        .map_err(|e| map_kafka_error(&format!("subscribing {what}"), e))?;
+    Ok(consumer)
+}
+
 fn kafka_error(context: &str) -> impl Fn(KafkaError) -> evhub::Error + '_ {
     move |e| map_kafka_error(context, e)
 }
@@ -129,15 +149,7 @@ pub async fn run(
     // Consume phase.
     let bar = progress::bar(w.events, "raw consume");
     let joining = Instant::now();
-    let mut config = settings.client_config(ClientKind::GroupConsumer);
-    config.set("group.id", group);
-    config.set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = config
-        .create()
-        .map_err(kafka_error("creating raw consumer"))?;
-    consumer
-        .subscribe(&[hub])
-        .map_err(kafka_error("subscribing raw consumer"))?;
+    let consumer = subscribe(settings, hub, group, "raw consumer")?;
     let first_len = within(w.phase_timeout, "first event", async {
         let m = consumer.recv().await.map_err(kafka_error("raw consumer"))?;
         Ok(m.payload_len())
@@ -220,15 +232,7 @@ async fn mirror(
     admin
         .create_hub(&target, HubOptions::with_partitions(w.partitions))
         .await?;
-    let mut config = raw.settings.client_config(ClientKind::GroupConsumer);
-    config.set("group.id", group);
-    config.set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = config
-        .create()
-        .map_err(kafka_error("creating raw mirror consumer"))?;
-    consumer
-        .subscribe(&[hub])
-        .map_err(kafka_error("subscribing raw mirror consumer"))?;
+    let consumer = subscribe(&raw.settings, hub, group, "raw mirror consumer")?;
     let bar = progress::bar(w.events, "raw mirror");
     let mut progress = Progress::default();
     let mirrored = async {
@@ -477,15 +481,7 @@ async fn consume_owned(
     group: &str,
 ) -> evhub::Result<Phase> {
     let bar = progress::bar(w.events, "raw+copy consume");
-    let mut config = settings.client_config(ClientKind::GroupConsumer);
-    config.set("group.id", group);
-    config.set("auto.offset.reset", "earliest");
-    let consumer: StreamConsumer = config
-        .create()
-        .map_err(kafka_error("creating raw consumer"))?;
-    consumer
-        .subscribe(&[hub])
-        .map_err(kafka_error("subscribing raw consumer"))?;
+    let consumer = subscribe(settings, hub, group, "raw consumer")?;
     within(w.phase_timeout, "first event", async {
         consumer.recv().await.map_err(kafka_error("raw consumer"))?;
         Ok(())
