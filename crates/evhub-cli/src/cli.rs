@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use evhub::pipeline::{PipelineBuilder, RetryPolicy};
 
 const AFTER_HELP: &str = "\
 Backend selection (first match wins):
@@ -341,16 +342,16 @@ pub struct PipeArgs {
     #[arg(long)]
     pub create_hubs: bool,
     /// Attempts per event for retriable errors, the first included.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = RetryPolicy::DEFAULT_MAX_ATTEMPTS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// Most source events in flight (backpressure).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = PipelineBuilder::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_in_flight: usize,
     /// Events per partition batch (one send_batch to the sink).
-    #[arg(long, default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = PipelineBuilder::DEFAULT_BATCH_SIZE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch: usize,
     /// Batches per partition queued at the sink while the next ones are read (1: one at a time).
-    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, default_value_t = PipelineBuilder::DEFAULT_BATCHES_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batches_in_flight: usize,
     /// Stop after this many source events are settled.
     #[arg(long)]

@@ -188,19 +188,13 @@ impl Producer for KafkaProducer {
     }
 
     async fn send(&self, event: Event) -> Result<Delivery> {
-        self.ensure_open()?;
-        self.check(&event).await?;
         let span = telemetry::send_span(
             self.cluster.settings().backend_id,
             &self.hub,
             event.partition,
         );
         async {
-            let (batch, done) = BatchAck::new(1);
-            if let Err(e) = self.enqueue(&event, batch.slot(0)).await {
-                batch.not_queued(1);
-                return Err(e);
-            }
+            let done = self.enqueue_all(std::slice::from_ref(&event)).await?;
             let delivery = await_all(&self.cluster, &self.hub, done)
                 .await?
                 .pop()

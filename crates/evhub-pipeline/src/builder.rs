@@ -40,10 +40,10 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
-            max_in_flight: 100_000,
+            max_in_flight: PipelineBuilder::DEFAULT_MAX_IN_FLIGHT,
             max_in_flight_bytes: 64 * 1024 * 1024,
-            batch_size: 500,
-            batches_in_flight: 8,
+            batch_size: PipelineBuilder::DEFAULT_BATCH_SIZE,
+            batches_in_flight: PipelineBuilder::DEFAULT_BATCHES_IN_FLIGHT,
             partition_concurrency: 0,
             key_concurrency: 1,
             commit_interval: Duration::from_millis(500),
@@ -127,6 +127,13 @@ impl std::fmt::Debug for PipelineBuilder {
 }
 
 impl PipelineBuilder {
+    /// Default of [`max_in_flight`](Self::max_in_flight).
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 100_000;
+    /// Default of [`batch_size`](Self::batch_size).
+    pub const DEFAULT_BATCH_SIZE: usize = 500;
+    /// Default of [`batches_in_flight`](Self::batches_in_flight).
+    pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 8;
+
     /// Consumer options (group, initial position) for the source.
     pub fn consumer_options(mut self, options: ConsumerOptions) -> Self {
         self.options = options;

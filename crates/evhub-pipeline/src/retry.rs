@@ -41,7 +41,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
+            max_attempts: Self::DEFAULT_MAX_ATTEMPTS,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             multiplier: 2.0,
@@ -52,6 +52,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Default of [`max_attempts`](Self::max_attempts) (the first attempt included).
+    pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
     /// No retries: the first failure is final.
     pub fn no_retry() -> Self {
         Self {

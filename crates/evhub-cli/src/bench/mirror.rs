@@ -5,9 +5,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use evhub::pipeline::{
-    Decision, Handler, Output, Pipeline, RetryPolicy, ShutdownToken, StatsSnapshot,
-};
+use evhub::pipeline::{Decision, Handler, Output, Pipeline, ShutdownToken, StatsSnapshot};
 use evhub::{
     async_trait, Backend, ConsumerOptions, ErrorKind, HubOptions, InitialPosition, ReceivedEvent,
 };
@@ -17,14 +15,6 @@ use super::stats::{Clock, Phase};
 use super::{task_failed, within, Workload};
 use crate::progress;
 
-/// Most source events in flight: `evhub pipe --max-in-flight` default.
-pub const MAX_IN_FLIGHT: usize = 100_000;
-/// Events per partition batch: `evhub pipe --batch` default.
-pub const BATCH: usize = 500;
-/// Batches per partition queued at the sink: `evhub pipe --batches-in-flight` default.
-pub const BATCHES_IN_FLIGHT: usize = 8;
-/// Attempts per event for retriable errors: `evhub pipe --max-attempts` default.
-pub const MAX_ATTEMPTS: u32 = 5;
 /// How often the phase looks at the pipeline's counters (bounds the timing error at the end).
 const POLL: Duration = Duration::from_millis(1);
 /// How often the phase looks for the first event (only the timeout depends on it).
@@ -79,11 +69,8 @@ pub async fn evhub(
         .handler(ClockedForward {
             started: started.clone(),
         })
+        // Everything else at the pipeline's defaults, which are `evhub pipe`'s.
         .sink("mirror", sink.clone())
-        .retry(RetryPolicy::default().with_max_attempts(MAX_ATTEMPTS))
-        .max_in_flight(MAX_IN_FLIGHT)
-        .batch_size(BATCH)
-        .batches_in_flight(BATCHES_IN_FLIGHT)
         .build()?;
     let stats = pipeline.stats();
     let shutdown = ShutdownToken::new();
@@ -184,6 +171,8 @@ async fn ended_early(
 mod tests {
     use clap::Parser;
 
+    use evhub::pipeline::{PipelineBuilder, RetryPolicy};
+
     use super::*;
     use crate::cli::{Cli, Command};
 
@@ -207,10 +196,13 @@ mod tests {
         else {
             panic!("`evhub pipe` did not parse: {cli:?}");
         };
-        assert_eq!(args.max_attempts, MAX_ATTEMPTS);
-        assert_eq!(args.max_in_flight, MAX_IN_FLIGHT);
-        assert_eq!(args.batch, BATCH);
-        assert_eq!(args.batches_in_flight, BATCHES_IN_FLIGHT);
+        assert_eq!(args.max_attempts, RetryPolicy::DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(args.max_in_flight, PipelineBuilder::DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(args.batch, PipelineBuilder::DEFAULT_BATCH_SIZE);
+        assert_eq!(
+            args.batches_in_flight,
+            PipelineBuilder::DEFAULT_BATCHES_IN_FLIGHT
+        );
         assert_eq!(args.start, InitialPosition::Earliest);
         assert_eq!(args.map, "none");
         assert!(!args.keep_partitions);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use evhub::config::Config;
+use evhub::pipeline::{PipelineBuilder, RetryPolicy};
 use evhub::{Backend, ErrorKind};
 use serde_json::{json, Value};
 use tokio::task::{JoinHandle, JoinSet};
@@ -67,10 +68,10 @@ impl Workload {
             "latency_rate": self.latency_rate,
             "recv_batch": self.recv_batch,
             "mirror": self.mirror.then(|| json!({
-                "max_in_flight": mirror::MAX_IN_FLIGHT,
-                "batch": mirror::BATCH,
-                "batches_in_flight": mirror::BATCHES_IN_FLIGHT,
-                "max_attempts": mirror::MAX_ATTEMPTS,
+                "max_in_flight": PipelineBuilder::DEFAULT_MAX_IN_FLIGHT,
+                "batch": PipelineBuilder::DEFAULT_BATCH_SIZE,
+                "batches_in_flight": PipelineBuilder::DEFAULT_BATCHES_IN_FLIGHT,
+                "max_attempts": RetryPolicy::DEFAULT_MAX_ATTEMPTS,
             })),
         })
     }
@@ -595,7 +596,10 @@ mod mirror_report_tests {
         assert_eq!(v["raw"]["mirror_events_per_s"], Value::Null);
         assert_eq!(v["ratio"]["mirror_events_per_s"], Value::Null);
         assert_eq!(v["raw_mirror_skipped"], raw_eventhubs::NO_MIRROR);
-        assert_eq!(v["workload"]["mirror"]["batch"], mirror::BATCH);
+        assert_eq!(
+            v["workload"]["mirror"]["batch"],
+            PipelineBuilder::DEFAULT_BATCH_SIZE
+        );
 
         // No raw client: the evhub rows alone; with --no-mirror no acceptance line.
         let report = Report {

@@ -32,7 +32,7 @@ mirror: StreamConsumer::recv -> FutureProducer::send_result (key, payload, heade
 
 /// Most messages the raw mirror has sent and not yet seen delivered (the evhub mirror's
 /// `max_in_flight`).
-const MIRROR_MAX_IN_FLIGHT: usize = super::mirror::MAX_IN_FLIGHT;
+const MIRROR_MAX_IN_FLIGHT: usize = evhub::pipeline::PipelineBuilder::DEFAULT_MAX_IN_FLIGHT;
 /// How often the raw mirror commits what was delivered (the evhub pipeline's commit interval).
 const MIRROR_COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 
