@@ -347,7 +347,7 @@ pub struct PipeArgs {
     /// Most source events in flight (backpressure).
     #[arg(long, default_value_t = PipelineBuilder::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_in_flight: usize,
-    /// Events per partition batch (one send_batch to the sink).
+    /// Events per partition batch (one batch to each sink).
     #[arg(long, default_value_t = PipelineBuilder::DEFAULT_BATCH_SIZE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch: usize,
     /// Batches per partition queued at the sink while the next ones are read (1: one at a time).

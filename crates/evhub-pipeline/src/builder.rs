@@ -189,8 +189,8 @@ impl PipelineBuilder {
         self
     }
 
-    /// Events a partition worker takes at once; their outputs go to each sink in one
-    /// `send_batch` (default 500).
+    /// Events a partition worker takes at once; their outputs go to each sink as one
+    /// batch (default 500).
     pub fn batch_size(mut self, events: usize) -> Self {
         self.settings.batch_size = events;
         self
