@@ -125,12 +125,10 @@ pub async fn assert_case(name: &str, harness: &dyn Harness) {
     match &report.outcome {
         Outcome::Passed => {}
         Outcome::Skipped(reason) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {} [{}]: {reason}",
-                report.case,
-                report.backend
-            );
+            // One write: formatted pieces written one by one interleave with the harness's
+            // output of parallel tests, and the tally in scripts/test.sh counts these lines.
+            let line = format!("SKIPPED {} [{}]: {reason}\n", report.case, report.backend);
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
         Outcome::Failed(message) => panic!(
             "conformance case `{}` failed on `{}` after {:.1?}: {message}",

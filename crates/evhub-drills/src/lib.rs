@@ -90,7 +90,9 @@ impl DrillReport {
 
 /// Prints why a drill could not run (a server it needs is not configured).
 pub fn skip(name: &str, reason: &str) {
-    let _ = writeln!(std::io::stderr(), "SKIPPED drill {name}: {reason}");
+    // One write, so parallel tests' output cannot split the line.
+    let line = format!("SKIPPED drill {name}: {reason}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 /// A child process killed and reaped when dropped.
